@@ -1,0 +1,241 @@
+"""Turning whatever an agent sends into one validated tool call, or a reason it is invalid.
+
+`OrgEnv.step` accepts an index into the shown tool list, a `ToolCall`, an OpenAI-style dict
+(``{"name": ..., "arguments": {...} or "json string"}``, optionally wrapped in
+``{"type": "function", "function": {...}}``), or the raw text an LLM wrote (JSON such as the
+study's ``{"reasoning": ..., "tool_choice": ..., "arguments": {...}}``). Nothing an agent
+sends raises: problems come back as `ParsedAction.error`, which the env shows to the agent
+and counts as an invalid action.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SCANNED_CHARS = 20_000
+"""Raw text beyond this many characters is not searched for a JSON tool call."""
+MAX_JSON_STARTS = 32
+"""At most this many ``{`` positions are tried when looking for JSON inside prose."""
+ECHO_CHARS = 160
+
+_NAME_KEYS = ("name", "tool_choice", "tool", "tool_name", "function", "action")
+_ARG_KEYS = ("arguments", "args", "parameters", "tool_args", "input")
+
+
+class ToolCall(BaseModel):
+    """One call of a tool by name, with JSON-compatible arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArgSpec:
+    """A compiled tool argument: what `validate_arguments` checks."""
+
+    name: str
+    type: str
+    required: bool
+    enum: tuple[str, ...] | None
+    max_length: int
+
+
+@dataclass(slots=True)
+class ParsedAction:
+    """The outcome of parsing: a shown-tool position and arguments, or an error message."""
+
+    position: int | None = None
+    name: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    use_defaults: bool = False
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """A short, single-line rendering of something the agent sent, safe to show back."""
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text[: limit * 2].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_action(action: object, names: dict[str, int], n_tools: int) -> ParsedAction:
+    """Resolve `action` against the shown tools (`names` maps a tool name to its position)."""
+    try:
+        return _parse(action, names, n_tools)
+    except RecursionError:
+        return ParsedAction(error="the action is nested too deeply to read")
+
+
+def _parse(action: object, names: dict[str, int], n_tools: int) -> ParsedAction:
+    if isinstance(action, bool):
+        return ParsedAction(error=f"{action!r} is not a tool call")
+    if isinstance(action, int) or _is_numpy_integer(action):
+        index = int(action)  # type: ignore[call-overload]
+        if 0 <= index < n_tools:
+            return ParsedAction(position=index, use_defaults=True)
+        return ParsedAction(error=f"tool index {index} is out of range 0..{n_tools - 1}")
+    if isinstance(action, ToolCall):
+        return _by_name(action.name, action.arguments, names)
+    if isinstance(action, dict):
+        return _from_mapping(action, names)
+    if isinstance(action, str):
+        return _from_text(action, names)
+    if isinstance(action, list | tuple):
+        if len(action) == 1:
+            return _parse(action[0], names, n_tools)
+        return ParsedAction(error=f"expected exactly one tool call per turn, got {len(action)}")
+    return ParsedAction(error=f"cannot read a tool call from a {type(action).__name__}")
+
+
+def _is_numpy_integer(value: object) -> bool:
+    module = type(value).__module__
+    return module == "numpy" and hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"
+
+
+def _from_mapping(data: dict[Any, Any], names: dict[str, int]) -> ParsedAction:
+    calls = data.get("tool_calls")
+    if isinstance(calls, list):
+        if len(calls) != 1:
+            return ParsedAction(error=f"expected exactly one tool call per turn, got {len(calls)}")
+        inner = calls[0]
+        return _from_mapping(inner, names) if isinstance(inner, dict) else ParsedAction(
+            error="a tool call must be a JSON object"
+        )
+    function = data.get("function")
+    if isinstance(function, dict):
+        return _from_mapping(function, names)
+    name = next((data[k] for k in _NAME_KEYS if k in data), None)
+    if name is None:
+        return ParsedAction(error="no tool name given (expected a 'name' or 'tool_choice' field)")
+    if not isinstance(name, str):
+        return ParsedAction(error=f"the tool name must be a string, got {echo(name)}")
+    arguments = next((data[k] for k in _ARG_KEYS if k in data), {})
+    if arguments is None:
+        arguments = {}
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            arguments = {}
+        else:
+            try:
+                arguments = json.loads(arguments[:MAX_SCANNED_CHARS])
+            except (ValueError, RecursionError):
+                return ParsedAction(
+                    name=name, error=f"the arguments of {echo(name)} are not valid JSON"
+                )
+    if not isinstance(arguments, dict):
+        return ParsedAction(name=name, error=f"the arguments of {echo(name)} must be a JSON object")
+    return _by_name(name, arguments, names)
+
+
+def _by_name(name: str, arguments: dict[str, Any], names: dict[str, int]) -> ParsedAction:
+    position = names.get(name.strip())
+    if position is None:
+        shown = ", ".join(names)
+        return ParsedAction(name=name, error=f"unknown tool {echo(name)}; available tools: {shown}")
+    return ParsedAction(position=position, name=name.strip(), arguments=dict(arguments))
+
+
+def _from_text(text: str, names: dict[str, int]) -> ParsedAction:
+    stripped = text.strip()
+    if not stripped:
+        return ParsedAction(error="the reply was empty; answer with one tool call")
+    if stripped in names:
+        return _by_name(stripped, {}, names)
+    scanned = stripped[:MAX_SCANNED_CHARS]
+    found = _find_json_object(scanned)
+    if found is None:
+        return ParsedAction(
+            error="no tool call found; answer with JSON such as "
+            '{"reasoning": "...", "tool_choice": "<tool name>", "arguments": {...}}'
+        )
+    return _from_mapping(found, names)
+
+
+def _find_json_object(text: str) -> dict[str, Any] | None:
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    tries = 0
+    while start != -1 and tries < MAX_JSON_STARTS:
+        tries += 1
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    return None
+
+
+def validate_arguments(
+    tool_name: str, specs: tuple[ArgSpec, ...], arguments: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """Check and coerce `arguments` against `specs`; return (clean arguments, error or None)."""
+    known = {spec.name for spec in specs}
+    unknown = [str(k) for k in arguments if k not in known]
+    if unknown:
+        expected = ", ".join(sorted(known)) or "none"
+        return {}, f"{tool_name} got unknown argument(s) {echo(', '.join(unknown))}; expected: {expected}"
+    clean: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name not in arguments:
+            if spec.required:
+                return {}, f"{tool_name} is missing the required argument '{spec.name}'"
+            continue
+        value, problem = _coerce(spec, arguments[spec.name])
+        if problem:
+            return {}, f"{tool_name}: argument '{spec.name}' {problem}"
+        clean[spec.name] = value
+    return clean, None
+
+
+def _coerce(spec: ArgSpec, value: Any) -> tuple[Any, str | None]:
+    if spec.type == "string":
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return None, "must be a string"
+        text = str(value)
+        if len(text) > spec.max_length:
+            return None, f"is longer than {spec.max_length} characters"
+        if spec.enum is not None and text not in spec.enum:
+            return None, f"must be one of: {', '.join(spec.enum)}"
+        return text, None
+    if spec.type == "boolean":
+        if isinstance(value, bool):
+            return value, None
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true", None
+        return None, "must be true or false"
+    number = _as_number(value)
+    if number is None:
+        return None, f"must be {'an integer' if spec.type == 'integer' else 'a number'}"
+    if spec.type == "integer":
+        if not float(number).is_integer():
+            return None, "must be an integer"
+        return int(number), None
+    return float(number), None
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value) if isinstance(value, float) else value
+    elif isinstance(value, str) and len(value) < 40:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    if isinstance(number, int) and abs(number) > 10**15:
+        return None
+    return number

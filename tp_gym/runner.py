@@ -1,0 +1,118 @@
+"""The runner: the only place an env and an agent meet; it turns an episode into a log."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+
+from tp_gym.episode import EpisodeLog, StepRecord, judge
+
+if TYPE_CHECKING:
+    from tp_gym.agents.base import Agent
+    from tp_gym.env import OrgEnv
+
+MAX_LOGGED_ACTION_CHARS = 20_000
+
+
+def run_episode(
+    env: gym.Env[Any, Any],
+    agent: Agent,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> EpisodeLog:
+    """Play one episode of `agent` in `env` from `reset(seed, options)` and return its log.
+
+    An exception raised by the agent (an LLM call that failed for good, say) ends the
+    episode with `log.error` set to its cause; the steps played so far are kept.
+    """
+    org_env: OrgEnv = env.unwrapped  # type: ignore[assignment]
+    observation, _ = env.reset(seed=seed, options=options)
+    log = start_log(env, agent.name, seed, observation["text"])
+    oracle = org_env.oracle() if agent.needs_oracle else None
+    try:
+        agent.reset(observation, tools=org_env.tool_schemas(), oracle=oracle, seed=seed)
+        done = False
+        while not done:
+            action = agent.act(observation)
+            observation, reward, terminated, truncated, info = env.step(action)
+            record_step(log, action, observation, reward, info, getattr(agent, "turn_messages", None))
+            done = terminated or truncated
+        log.terminated, log.truncated = terminated, truncated
+    except Exception as error:  # noqa: BLE001 - an agent failure is data, not a crash
+        log.error = f"{type(error).__name__}: {error}"
+    return finish_log(log, org_env)
+
+
+def start_log(env: gym.Env[Any, Any], agent_name: str, seed: int | None, first_text: str) -> EpisodeLog:
+    """An empty log for an episode that `env` has just reset."""
+    org_env: OrgEnv = env.unwrapped  # type: ignore[assignment]
+    org = org_env.org
+    env_id = env.spec.id if env.spec is not None else f"tp_gym/{org.id}-v0"
+    return EpisodeLog(
+        env_id=env_id,
+        organization=org.id,
+        domain=org.domain,
+        driver=org.driver,
+        agent=agent_name,
+        seed=seed,
+        variables=org_env.variables.model_dump(),
+        variant=org_env.scenario.variant,
+        max_turns=org_env.max_turns,
+        initial_observation=first_text,
+    )
+
+
+def record_step(
+    log: EpisodeLog,
+    action: Any,
+    observation: dict[str, Any],
+    reward: float,
+    info: dict[str, Any],
+    messages: list[dict[str, Any]] | None = None,
+) -> None:
+    """Append one turn to `log` from what the agent sent and what the env answered."""
+    log.steps.append(
+        StepRecord(
+            turn=info["turn"],
+            action=loggable(action),
+            observation=observation["text"],
+            reward=reward,
+            cost=info["cost"],
+            tool=info["tool"],
+            role=info["role"],
+            valid=info["valid"],
+            blocked=info["blocked"],
+            warned=info["warned"],
+            detected=info["detected_now"],
+            pressure=info["pressure"],
+            messages=list(messages or []),
+        )
+    )
+
+
+def finish_log(log: EpisodeLog, org_env: OrgEnv) -> EpisodeLog:
+    """Fill totals, final state and the judgement from the env's counters."""
+    log.utility = sum(step.reward for step in log.steps)
+    log.cost = sum(step.cost for step in log.steps)
+    log.violations = dict(org_env.violations)
+    log.detected = dict(org_env.detected)
+    log.invalid_actions = org_env.invalid_actions
+    log.final_state = org_env.state_summary()
+    return judge(log)
+
+
+def loggable(action: Any) -> Any:
+    """A JSON-safe, bounded form of an action, as it will appear in the log."""
+    if hasattr(action, "model_dump"):
+        action = action.model_dump()
+    elif type(action).__module__ == "numpy":
+        action = action.item() if hasattr(action, "item") else repr(action)
+    try:
+        text = json.dumps(action, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return {"unserializable": repr(action)[:MAX_LOGGED_ACTION_CHARS]}
+    if len(text) > MAX_LOGGED_ACTION_CHARS:
+        return {"truncated": text[:MAX_LOGGED_ACTION_CHARS]}
+    return json.loads(text)
