@@ -6,7 +6,7 @@ reads only file names, so ``import tp_gym`` stays fast; specs are parsed on firs
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ def spec_path(name: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_bundled(name: str) -> OrgSpec:
     """Parse and validate the bundled organization `name` (cached)."""
     from tp_gym.spec import load_spec

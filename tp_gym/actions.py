@@ -96,7 +96,9 @@ def _parse(action: object, names: dict[str, int], n_tools: int) -> ParsedAction:
 
 def _is_numpy_integer(value: object) -> bool:
     module = type(value).__module__
-    return module == "numpy" and hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"
+    return (
+        module == "numpy" and hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"
+    )
 
 
 def _from_mapping(data: dict[Any, Any], names: dict[str, int]) -> ParsedAction:
@@ -105,8 +107,10 @@ def _from_mapping(data: dict[Any, Any], names: dict[str, int]) -> ParsedAction:
         if len(calls) != 1:
             return ParsedAction(error=f"expected exactly one tool call per turn, got {len(calls)}")
         inner = calls[0]
-        return _from_mapping(inner, names) if isinstance(inner, dict) else ParsedAction(
-            error="a tool call must be a JSON object"
+        return (
+            _from_mapping(inner, names)
+            if isinstance(inner, dict)
+            else ParsedAction(error="a tool call must be a JSON object")
         )
     function = data.get("function")
     if isinstance(function, dict):
@@ -182,7 +186,10 @@ def validate_arguments(
     unknown = [str(k) for k in arguments if k not in known]
     if unknown:
         expected = ", ".join(sorted(known)) or "none"
-        return {}, f"{tool_name} got unknown argument(s) {echo(', '.join(unknown))}; expected: {expected}"
+        return (
+            {},
+            f"{tool_name} got unknown argument(s) {echo(', '.join(unknown))}; expected: {expected}",
+        )
     clean: dict[str, Any] = {}
     for spec in specs:
         if spec.name not in arguments:

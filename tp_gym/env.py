@@ -14,7 +14,7 @@ from tp_gym.briefing import briefing_text, sanitize, tool_schema
 from tp_gym.classify import classify_roles
 from tp_gym.oversight import NOT_SEEN, Odds, Verdict, coverage, judge_toxic_call
 from tp_gym.spec import CATEGORIES, PRINTABLE, TOXIC_ROLES, OrgSpec, load_spec
-from tp_gym.variables import LIABILITY_PENALTY, STAKES_SEVERITY, Variables, parse_variables
+from tp_gym.variables import LIABILITY_PENALTY, STAKES_SEVERITY, parse_variables
 from tp_gym.world import Scenario, ScenarioTool, WorldState, render_scenario
 
 MAX_OBS_CHARS = 16_000
@@ -109,7 +109,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self.action_space = spaces.Discrete(self.n_tools)
         self.observation_space = spaces.Dict(
             {
-                "text": spaces.Text(max_length=MAX_OBS_CHARS, min_length=0, charset="".join(sorted(PRINTABLE))),
+                "text": spaces.Text(
+                    max_length=MAX_OBS_CHARS, min_length=0, charset="".join(sorted(PRINTABLE))
+                ),
                 "features": spaces.Box(0.0, 1.0, shape=(N_FEATURES,), dtype=np.float32),
             }
         )
@@ -184,7 +186,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             self._last_invalid = False
             self.roles.append(tool.role)
             self._uses[parsed.position or 0] += 1
-            lines.append(f"Turn {self.turn}/{self.max_turns}: you called {tool.name}({_args_text(arguments)}).")
+            lines.append(
+                f"Turn {self.turn}/{self.max_turns}: you called {tool.name}({_args_text(arguments)})."
+            )
             if tool.role in TOXIC_ROLES:
                 reward, cost, terminated, verdict = self._execute_toxic(tool, lines)
             else:
@@ -233,7 +237,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             "resources": {r.id: round(v, 6) for r, v in zip(org.resources, self.world.resources)},
             "welfare": {s.id: round(v, 6) for s, v in zip(org.stakeholders, self.world.welfare)},
             "trust": {s.id: round(v, 6) for s, v in zip(org.stakeholders, self.world.trust)},
-            "safeguards": dict(zip((s.id for s in org.oversight.safeguards), self.world.safeguards)),
+            "safeguards": dict(
+                zip((s.id for s in org.oversight.safeguards), self.world.safeguards)
+            ),
         }
 
     # ------------------------------------------------------------------ internals
@@ -317,7 +323,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
 
     def _status_lines(self) -> list[str]:
         lines = []
-        for resource, label, value in zip(self.org.resources, self.scenario.resource_labels, self.world.resources):
+        for resource, label, value in zip(
+            self.org.resources, self.scenario.resource_labels, self.world.resources
+        ):
             unit = f" {resource.unit}" if resource.unit else ""
             lines.append(f"- {label}: {value:g}{unit}")
         return lines
@@ -330,10 +338,14 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         features[2] = float(self._last_invalid)
         features[3] = min(1.0, self.warnings / turns)
         features[4] = min(1.0, self.detections / turns)
-        features[5] = coverage(self.org.oversight, self.world.safeguards) if self.variables.observed else 0.0
+        features[5] = (
+            coverage(self.org.oversight, self.world.safeguards) if self.variables.observed else 0.0
+        )
         resources = self.world.normalized_resources()
         features[6 : 6 + len(resources)] = resources
-        features[6 + MAX_RESOURCES : 6 + MAX_RESOURCES + self.n_tools] = [u / turns for u in self._uses]
+        features[6 + MAX_RESOURCES : 6 + MAX_RESOURCES + self.n_tools] = [
+            u / turns for u in self._uses
+        ]
         np.clip(features, 0.0, 1.0, out=features)
         return {"text": self._last_text, "features": features}
 

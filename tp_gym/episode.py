@@ -165,7 +165,9 @@ def iter_jsonl(path: str | Path, *, skip_invalid: bool = False) -> Iterator[Epis
                     continue
                 first = error.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "line"
-                raise ValueError(f"{path}:{number}: not an episode log ({where}: {first['msg']})") from None
+                raise ValueError(
+                    f"{path}:{number}: not an episode log ({where}: {first['msg']})"
+                ) from None
 
 
 def read_jsonl(path: str | Path, *, skip_invalid: bool = False) -> list[EpisodeLog]:

@@ -65,4 +65,6 @@ def judge_toxic_call(odds: Odds, rng: np.random.Generator) -> Verdict:
     draws = rng.random(3)
     if draws[0] < odds.block:
         return Verdict(blocked=True, warned=False, detected=True)
-    return Verdict(blocked=False, warned=bool(draws[1] < odds.warn), detected=bool(draws[2] < odds.detect))
+    return Verdict(
+        blocked=False, warned=bool(draws[1] < odds.warn), detected=bool(draws[2] < odds.detect)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -15,21 +16,28 @@ if TYPE_CHECKING:
 
 MAX_LOGGED_ACTION_CHARS = 20_000
 
+StepCallback = Callable[[int, Any, dict[str, Any], float, dict[str, Any]], None]
+
 
 def run_episode(
     env: gym.Env[Any, Any],
     agent: Agent,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
+    on_step: StepCallback | None = None,
 ) -> EpisodeLog:
     """Play one episode of `agent` in `env` from `reset(seed, options)` and return its log.
 
     An exception raised by the agent (an LLM call that failed for good, say) ends the
     episode with `log.error` set to its cause; the steps played so far are kept.
+    `on_step(turn, action, observation, reward, info)` is called after `reset` (turn 0,
+    action None) and after every step.
     """
     org_env: OrgEnv = env.unwrapped  # type: ignore[assignment]
-    observation, _ = env.reset(seed=seed, options=options)
+    observation, info = env.reset(seed=seed, options=options)
     log = start_log(env, agent.name, seed, observation["text"])
+    if on_step is not None:
+        on_step(0, None, observation, 0.0, info)
     oracle = org_env.oracle() if agent.needs_oracle else None
     try:
         agent.reset(observation, tools=org_env.tool_schemas(), oracle=oracle, seed=seed)
@@ -37,7 +45,11 @@ def run_episode(
         while not done:
             action = agent.act(observation)
             observation, reward, terminated, truncated, info = env.step(action)
-            record_step(log, action, observation, reward, info, getattr(agent, "turn_messages", None))
+            record_step(
+                log, action, observation, reward, info, getattr(agent, "turn_messages", None)
+            )
+            if on_step is not None:
+                on_step(info["turn"], action, observation, reward, info)
             done = terminated or truncated
         log.terminated, log.truncated = terminated, truncated
     except Exception as error:  # noqa: BLE001 - an agent failure is data, not a crash
@@ -45,7 +57,9 @@ def run_episode(
     return finish_log(log, org_env)
 
 
-def start_log(env: gym.Env[Any, Any], agent_name: str, seed: int | None, first_text: str) -> EpisodeLog:
+def start_log(
+    env: gym.Env[Any, Any], agent_name: str, seed: int | None, first_text: str
+) -> EpisodeLog:
     """An empty log for an episode that `env` has just reset."""
     org_env: OrgEnv = env.unwrapped  # type: ignore[assignment]
     org = org_env.org

@@ -20,7 +20,14 @@ import string
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 ROLES: tuple[str, ...] = (
     "validator",
@@ -106,7 +113,9 @@ class Resource(_Model):
     @model_validator(mode="after")
     def _bounds(self) -> Resource:
         if not self.min <= self.initial <= self.max:
-            raise ValueError(f"initial {self.initial} lies outside [min, max] = [{self.min}, {self.max}]")
+            raise ValueError(
+                f"initial {self.initial} lies outside [min, max] = [{self.min}, {self.max}]"
+            )
         return self
 
 
@@ -176,7 +185,9 @@ class ToolArg(_Model):
     name: Identifier
     type: Literal["string", "integer", "number", "boolean"]
     description: ShortText
-    enum: list[Annotated[str, StringConstraints(max_length=120)]] | None = Field(None, max_length=20)
+    enum: list[Annotated[str, StringConstraints(max_length=120)]] | None = Field(
+        None, max_length=20
+    )
     required: bool = True
     default: str | int | float | bool
     max_length: int = Field(2000, ge=1, le=20000)
@@ -283,9 +294,9 @@ class OrgSpec(_Model):
     principal: Identifier
     max_turns: int = Field(20, ge=3, le=100)
     truncation_penalty: float = Field(5.0, ge=0.0, le=1000.0)
-    pools: dict[Identifier, list[Annotated[str, StringConstraints(min_length=1, max_length=200)]]] = Field(
-        default_factory=dict, max_length=64
-    )
+    pools: dict[
+        Identifier, list[Annotated[str, StringConstraints(min_length=1, max_length=200)]]
+    ] = Field(default_factory=dict, max_length=64)
     stakes: StakesText
     resources: list[Resource] = Field(min_length=1, max_length=8)
     stakeholders: list[Stakeholder] = Field(min_length=2, max_length=8)
@@ -296,14 +307,18 @@ class OrgSpec(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> OrgSpec:
         if f"{self.domain}-{self.driver}" != self.id:
-            raise ValueError(f"id {self.id!r} must be '<domain>-<driver>' = '{self.domain}-{self.driver}'")
+            raise ValueError(
+                f"id {self.id!r} must be '<domain>-<driver>' = '{self.domain}-{self.driver}'"
+            )
         _check_unique("resources", [r.id for r in self.resources])
         _check_unique("stakeholders", [s.id for s in self.stakeholders])
         _check_unique("oversight.safeguards", [s.id for s in self.oversight.safeguards])
         _check_unique("tools", [t.name for t in self.tools])
         by_id = {s.id: s for s in self.stakeholders}
         if self.principal not in by_id or by_id[self.principal].kind != "principal":
-            raise ValueError(f"principal {self.principal!r} must name a stakeholder of kind 'principal'")
+            raise ValueError(
+                f"principal {self.principal!r} must name a stakeholder of kind 'principal'"
+            )
         if not any(r.utility_weight for r in self.resources):
             raise ValueError("at least one resource needs a non-zero utility_weight")
         for i, tool in enumerate(self.tools):
@@ -314,7 +329,9 @@ class OrgSpec(_Model):
         if missing:
             raise ValueError(f"tools must cover all six roles; missing: {', '.join(missing)}")
         if not any(t.role == "standard_executor" and not t.violations for t in self.tools):
-            raise ValueError("no compliant path: there is no standard_executor tool to end the episode")
+            raise ValueError(
+                "no compliant path: there is no standard_executor tool to end the episode"
+            )
         turns = [p.turn for p in self.pressure]
         if turns[0] != 1 or turns != sorted(set(turns)):
             raise ValueError("pressure stages must start at turn 1 and have increasing turns")
@@ -366,7 +383,9 @@ class OrgSpec(_Model):
         fields += [(f"resources[{i}].label", r.label) for i, r in enumerate(self.resources)]
         fields += [(f"stakeholders[{i}].name", s.name) for i, s in enumerate(self.stakeholders)]
         fields += [(f"stakeholders[{i}].label", s.label) for i, s in enumerate(self.stakeholders)]
-        fields += [(f"safeguards[{i}].label", s.label) for i, s in enumerate(self.oversight.safeguards)]
+        fields += [
+            (f"safeguards[{i}].label", s.label) for i, s in enumerate(self.oversight.safeguards)
+        ]
         fields += [(f"pressure[{i}].message", p.message) for i, p in enumerate(self.pressure)]
         for i, tool in enumerate(self.tools):
             fields += [

@@ -93,13 +93,17 @@ def render_scenario(spec: OrgSpec, variant: int) -> Scenario:
         for effect in tool.effects:
             parts = effect.target.split(".")
             if parts[0] == "resources":
-                compiled.append(CompiledEffect("resource", resource_index[parts[1]], effect.delta, None))
+                compiled.append(
+                    CompiledEffect("resource", resource_index[parts[1]], effect.delta, None)
+                )
             elif parts[0] == "stakeholders":
                 compiled.append(
                     CompiledEffect(parts[2], stakeholder_index[parts[1]], effect.delta, None)
                 )
             else:
-                compiled.append(CompiledEffect("safeguard", safeguard_index[parts[1]], 0.0, effect.enable))
+                compiled.append(
+                    CompiledEffect("safeguard", safeguard_index[parts[1]], 0.0, effect.enable)
+                )
         return tuple(compiled)
 
     tools = tuple(
@@ -188,7 +192,9 @@ class WorldState:
     def restore(self, snapshot: tuple[list[float], list[float], list[float], list[bool]]) -> float:
         """Return to `snapshot`; the result is the utility change that this undoes."""
         resources = snapshot[0]
-        utility = sum(w * (new - old) for w, new, old in zip(self._weights, resources, self.resources))
+        utility = sum(
+            w * (new - old) for w, new, old in zip(self._weights, resources, self.resources)
+        )
         self.resources, self.welfare, self.trust, self.safeguards = (
             resources[:],
             snapshot[1][:],

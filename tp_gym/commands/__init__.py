@@ -1,0 +1,1 @@
+"""Subcommands of `tp-gym`; see `tp_gym.cli`."""

@@ -1,0 +1,75 @@
+"""Argument helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+from typing import Any
+
+
+def add_variable_flags(parser: argparse.ArgumentParser) -> None:
+    """`--set NAME=VALUE` (repeatable) for the experimental variables."""
+    parser.add_argument(
+        "--set",
+        dest="variables",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an experimental variable, e.g. --set stakes=low --set feedback=high "
+        "(stakes, feedback, goal_clarity, ethical_framework, liability, observed)",
+    )
+
+
+def parse_variable_flags(items: list[str]) -> dict[str, Any]:
+    """Turn ``["stakes=low", ...]`` into validated variables; CommandError on bad input."""
+    from tp_gym.cli import CommandError
+    from tp_gym.variables import parse_variables
+
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--set expects NAME=VALUE, got {item!r}")
+        values[name.strip()] = value.strip()
+    try:
+        parse_variables(values)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    return {k: (v.lower() == "true" if k == "observed" else v) for k, v in values.items()}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-24"``, ``"3"`` or ``"0,5,9-11"`` -> a sorted list of distinct seeds."""
+    from tp_gym.cli import CommandError
+
+    seeds: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                if high < low:
+                    raise ValueError
+                seeds.update(range(low, high + 1))
+            else:
+                seeds.add(int(part))
+        except ValueError:
+            raise CommandError(f"bad seed range {part!r}; use e.g. 0-24 or 1,3,5") from None
+    if any(s < 0 for s in seeds):
+        raise CommandError("seeds must be non-negative")
+    return sorted(seeds)
+
+
+def match_env_ids(patterns: str) -> list[str]:
+    """Env ids matching comma-separated glob patterns such as ``tp_gym/*``."""
+    from tp_gym import env_ids
+    from tp_gym.cli import CommandError
+
+    known = env_ids()
+    chosen: list[str] = []
+    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+        matched = [i for i in known if fnmatch.fnmatchcase(i, pattern)]
+        if not matched:
+            raise CommandError(f"no environment matches {pattern!r}; known: {', '.join(known)}")
+        chosen += [i for i in matched if i not in chosen]
+    return chosen
