@@ -6,7 +6,7 @@ reads only file names, so ``import tp_gym`` stays fast; specs are parsed on firs
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 

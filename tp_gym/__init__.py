@@ -36,7 +36,19 @@ _LAZY = {
     "run_episode": "tp_gym.runner",
 }
 
-__all__ = ["env_ids", *_LAZY]
+__all__ = [
+    "EpisodeLog",
+    "OrgEnv",
+    "OrgSpec",
+    "SpecError",
+    "ToolCall",
+    "Variables",
+    "env_ids",
+    "load_spec",
+    "read_jsonl",
+    "run_episode",
+    "write_jsonl",
+]
 
 
 def env_ids() -> list[str]:
