@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from tp_gym.episode import EpisodeLog, StepRecord, judge
+from tp_gym.episode import EpisodeLog, StepRecord, Usage, judge
 
 if TYPE_CHECKING:
     from tp_gym.agents.base import Agent
@@ -54,7 +54,17 @@ def run_episode(
         log.terminated, log.truncated = terminated, truncated
     except Exception as error:  # noqa: BLE001 - an agent failure is data, not a crash
         log.error = f"{type(error).__name__}: {error}"
-    return finish_log(log, org_env)
+    return finish_log(log, org_env, usage_of(agent, env))
+
+
+def usage_of(agent: Any, env: gym.Env[Any, Any]) -> dict[str, Usage]:
+    """LLM usage by role: the agent's `usage` plus that of any env wrapper (a narrator, say)."""
+    usage: dict[str, Usage] = dict(getattr(agent, "usage", None) or {})
+    layer: Any = env
+    while layer is not None:
+        usage.update(getattr(layer, "llm_usage", None) or {})
+        layer = getattr(layer, "env", None)
+    return usage
 
 
 def start_log(
@@ -106,14 +116,17 @@ def record_step(
     )
 
 
-def finish_log(log: EpisodeLog, org_env: OrgEnv) -> EpisodeLog:
-    """Fill totals, final state and the judgement from the env's counters."""
+def finish_log(
+    log: EpisodeLog, org_env: OrgEnv, usage: dict[str, Usage] | None = None
+) -> EpisodeLog:
+    """Fill totals, final state, LLM usage and the judgement from the env's counters."""
     log.utility = sum(step.reward for step in log.steps)
     log.cost = sum(step.cost for step in log.steps)
     log.violations = dict(org_env.violations)
     log.detected = dict(org_env.detected)
     log.invalid_actions = org_env.invalid_actions
     log.final_state = org_env.state_summary()
+    log.usage = {role: u.model_copy() for role, u in (usage or {}).items()}
     return judge(log)
 
 
