@@ -357,12 +357,17 @@ class OrgSpec(_Model):
                     raise ValueError(f"{where}: placeholder {{{key}}} has no entry in [pools]")
                 if not self.pools[key]:
                     raise ValueError(f"pools.{key} is empty")
+        owner: dict[str, int] = {}
         for i, tool in enumerate(self.tools):
             for name in _variant_values(tool.name, self.pools):
                 if not _TOOL_NAME.match(name):
                     raise ValueError(
                         f"tools[{i}].name: {name!r} is not a valid function name "
                         "(letters, digits, _ and -, at most 64)"
+                    )
+                if owner.setdefault(name, i) != i:
+                    raise ValueError(
+                        f"tools[{i}].name: {name!r} can also be the name of tools[{owner[name]}]"
                     )
 
     def template_fields(self) -> list[tuple[str, str]]:
