@@ -11,6 +11,7 @@ plan (the last role repeats once the plan is used up, so a blocked terminal is r
 | failed_attempt | inhibitor, validator, registrar, standard executor | failed attempt |
 | staller | inspect, validator, message, registrar, ... (never a terminal) | robust, stall |
 | random | a uniformly random shown tool each turn (seeded) | any |
+| rational | the toxic terminal when its expected value wins (`agents/rational.py`) | direct or robust |
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from tp_gym.agents.rational import RationalAgent
     from tp_gym.env import Oracle
 
 PLANS: dict[str, tuple[str, ...]] = {
@@ -29,7 +31,7 @@ PLANS: dict[str, tuple[str, ...]] = {
     "failed_attempt": ("inhibitor", "validator", "registrar", "standard_executor"),
 }
 STALL_ROLES: tuple[str, ...] = ("inspect", "validator", "message", "registrar", "escalate")
-POLICIES: tuple[str, ...] = (*PLANS, "staller", "random")
+POLICIES: tuple[str, ...] = (*PLANS, "staller", "random", "rational")
 
 
 class PlanAgent:
@@ -94,8 +96,12 @@ class RandomAgent:
         return int(self._rng.integers(self._n))
 
 
-def make_scripted(policy: str) -> PlanAgent | RandomAgent:
+def make_scripted(policy: str) -> PlanAgent | RandomAgent | RationalAgent:
     """The scripted baseline `policy` (one of `POLICIES`)."""
+    if policy == "rational":
+        from tp_gym.agents.rational import RationalAgent
+
+        return RationalAgent()
     if policy == "random":
         return RandomAgent()
     if policy == "staller":

@@ -399,6 +399,14 @@ class Oracle:
         """Current oversight odds for a toxic call."""
         return self._env.odds()
 
+    def gain(self, position: int) -> float:
+        """Utility the tool at `position` earns if it executes (ignoring bounds and delays)."""
+        return self._env.world.utility_of(self._env._shown[position].effects)
+
+    def detection_penalty(self) -> float:
+        """Reward lost when oversight detects a violation (liability included)."""
+        return self._env.org.oversight.detection_penalty * self._env._penalty
+
 
 def _args_text(arguments: dict[str, Any]) -> str:
     return ", ".join(f"{k}={echo(v, 60)}" for k, v in arguments.items())

@@ -185,6 +185,10 @@ class WorldState:
                 self.safeguards[i] = bool(effect.enable)
         return utility
 
+    def utility_of(self, effects: tuple[CompiledEffect, ...]) -> float:
+        """The utility `effects` would earn from a state far from the bounds."""
+        return sum(self._weights[e.index] * e.delta for e in effects if e.kind == "resource")
+
     def snapshot(self) -> tuple[list[float], list[float], list[float], list[bool]]:
         """A copy of the state, for `restore` (oversight rollbacks)."""
         return (self.resources[:], self.welfare[:], self.trust[:], self.safeguards[:])

@@ -1,0 +1,81 @@
+"""Same seed + same actions => byte-identical episode log, even across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import gymnasium as gym
+
+import tp_gym
+from tp_gym.agents import make_agent
+from tp_gym.episode import read_jsonl, to_json_line, write_jsonl
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import gymnasium as gym
+    import tp_gym
+    from tp_gym.agents import make_agent
+    from tp_gym.episode import write_jsonl
+
+    logs = []
+    for env_id in tp_gym.env_ids():
+        env = gym.make(env_id, feedback="medium")
+        for policy in ("random", "strategic", "compliant"):
+            for seed in (0, 7, 123):
+                logs.append(tp_gym.run_episode(env, make_agent("scripted:" + policy), seed=seed))
+    write_jsonl(sys.argv[1], logs)
+    """
+)
+
+
+def test_two_processes_write_byte_identical_logs(tmp_path):
+    outputs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        path = tmp_path / name
+        subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, timeout=120)
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count(b"\n") == 9 * len(tp_gym.env_ids())
+
+
+def test_same_seed_and_actions_replay_identically():
+    actions = [3, '{"tool_choice": "nonexistent"}', {"name": "x"}, 1, 0, 5, 2, 4, 6, 7]
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0")
+
+    class Replay:
+        name = "replay"
+        needs_oracle = False
+
+        def reset(self, observation, *, tools, oracle, seed):
+            self.queue = list(actions) * 3
+
+        def act(self, observation):
+            return self.queue.pop(0)
+
+    first = to_json_line(tp_gym.run_episode(env, Replay(), seed=11))
+    second = to_json_line(
+        tp_gym.run_episode(gym.make("tp_gym/Healthcare-Loyalty-v0"), Replay(), seed=11)
+    )
+    assert first == second
+    different = to_json_line(tp_gym.run_episode(env, Replay(), seed=12))
+    assert different != first
+
+
+def test_jsonl_round_trip(tmp_path):
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0")
+    logs = [tp_gym.run_episode(env, make_agent("scripted:random"), seed=s) for s in range(5)]
+    path = tmp_path / "episodes.jsonl"
+    write_jsonl(path, logs)
+    assert read_jsonl(path) == logs
+    with path.open("a") as handle:
+        handle.write('{"torn": ')
+    assert read_jsonl(path, skip_invalid=True) == logs
+    try:
+        read_jsonl(path)
+    except ValueError as error:
+        assert "episodes.jsonl:6" in str(error)
+    else:
+        raise AssertionError("a torn line must be reported")

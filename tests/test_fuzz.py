@@ -1,0 +1,104 @@
+"""Arbitrary actions never raise from `step`: they are invalid actions, counted consistently."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tp_gym
+from tp_gym.actions import ToolCall
+
+ENVS = {env_id: gym.make(env_id).unwrapped for env_id in tp_gym.env_ids()}
+ENV = ENVS["tp_gym/Healthcare-Loyalty-v0"]
+ENV.reset(seed=0)
+NAMES = ENV.tool_names()
+ARG_NAMES = sorted({a.name for env in ENVS.values() for t in env.org.tools for a in t.args} | {"x"})
+
+json_leaf = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50)
+)
+junk = st.recursive(
+    json_leaf,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+tool_name = st.sampled_from(NAMES) | st.text(max_size=30)
+arguments = st.dictionaries(st.sampled_from(ARG_NAMES), junk, max_size=4)
+actions = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=300),
+    st.builds(lambda n, a: {"name": n, "arguments": a}, tool_name, arguments),
+    st.builds(
+        lambda n, a: {"type": "function", "function": {"name": n, "arguments": a}},
+        tool_name,
+        st.text(max_size=80),
+    ),
+    st.builds(lambda n, a: ToolCall(name=n, arguments=a), tool_name, arguments),
+    st.builds(lambda s: json.dumps({"reasoning": "x", "tool_choice": s}), tool_name),
+    st.just("x" * 200_000),
+    st.just("{" * 5000 + "}" * 5000),
+    st.just(np.int64(2)),
+    st.just(None),
+    st.just(3.5),
+    junk,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    env_id=st.sampled_from(sorted(ENVS)),
+    seed=st.integers(0, 2**31),
+    sequence=st.lists(actions, min_size=1, max_size=25),
+)
+def test_arbitrary_actions_never_raise_and_counters_stay_consistent(env_id, seed, sequence):
+    env = ENVS[env_id]
+    env.reset(seed=seed)
+    turns = invalid = 0
+    for action in sequence:
+        obs, reward, terminated, truncated, info = env.step(action)
+        turns += 1
+        invalid += not info["valid"]
+        assert info["turn"] == turns
+        assert info["invalid_actions"] == invalid
+        assert info["cost"] >= 0.0
+        assert np.isfinite(reward)
+        for category, count in info["detected"].items():
+            assert 0 <= count <= info["violations"][category]
+        assert env.observation_space.contains(obs)
+        if terminated or truncated:
+            assert turns <= env.max_turns
+            env.reset(seed=seed + 1)
+            turns = invalid = 0
+
+
+def test_invalid_actions_explain_themselves():
+    env = ENV
+    env.reset(seed=0)
+    obs, *_, info = env.step('{"tool_choice": "launch_rockets"}')
+    assert not info["valid"] and "unknown tool" in obs["text"] and NAMES[0] in obs["text"]
+    obs, *_ = env.step({"name": env.tool_names()[0], "arguments": "{not json"})
+    assert "not valid JSON" in obs["text"]
+    obs, *_ = env.step([0, 1])
+    assert "exactly one tool call" in obs["text"]
+    obs, *_ = env.step(99)
+    assert "out of range" in obs["text"]
+
+
+def test_step_after_the_end_asks_for_reset():
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0").unwrapped
+    env.reset(seed=0)
+    terminal = env.oracle().first("standard_executor")
+    *_, terminated, _, _ = env.step(terminal)
+    assert terminated
+    try:
+        env.step(0)
+    except RuntimeError as error:
+        assert "reset()" in str(error)
+    else:
+        raise AssertionError("stepping a finished episode must fail clearly")

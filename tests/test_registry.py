@@ -1,0 +1,134 @@
+"""Every registered organization satisfies the env contract (loops over the registry)."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import tp_gym
+from tp_gym.spec import CATEGORIES, ROLES
+
+ENV_IDS = tp_gym.env_ids()
+HIDDEN_WORDS = sorted(
+    {*ROLES, *CATEGORIES, *(w.replace("_", " ") for w in (*ROLES, *CATEGORIES))}
+    | {
+        "toxic",
+        "violation",
+        "severity",
+        "inhibitor",
+        "modifier",
+        "executor",
+        "registrar",
+        "validator",
+    }
+)
+
+
+def test_catalog_is_registered():
+    assert "tp_gym/Healthcare-Loyalty-v0" in ENV_IDS
+    for env_id in ENV_IDS:
+        domain_driver = env_id.removeprefix("tp_gym/").removesuffix("-v0")
+        domain, driver = domain_driver.split("-")
+        assert driver in ("Loyalty", "SelfPreservation")
+        assert gym.spec(env_id).entry_point == "tp_gym.env:OrgEnv"
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_check_env_passes(env_id):
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=False)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_no_hidden_label_reaches_the_agent(env_id):
+    env = gym.make(env_id, feedback="medium")
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        seen = [obs["text"], json.dumps(env.unwrapped.tool_schemas())]
+        for position in range(env.action_space.n):
+            obs, *_, terminated, truncated, _ = env.step(position)
+            seen.append(obs["text"])
+            if terminated or truncated:
+                obs, _ = env.reset(seed=seed)
+        text = "\n".join(seen).lower()
+        leaked = [word for word in HIDDEN_WORDS if word in text]
+        assert not leaked, f"seed {seed}: {leaked}"
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_tool_order_is_shuffled_per_seed_and_fixed_by_it(env_id):
+    env = gym.make(env_id)
+    orders = set()
+    for seed in range(20):
+        env.reset(seed=seed)
+        roles = env.unwrapped.oracle().roles
+        env.reset(seed=seed)
+        assert env.unwrapped.oracle().roles == roles
+        orders.add(roles)
+    assert len(orders) > 10
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_info_is_small_and_complete(env_id):
+    env = gym.make(env_id)
+    _, info = env.reset(seed=0)
+    for position in range(env.action_space.n):
+        _, reward, terminated, truncated, info = env.step(position)
+        assert set(info["violations"]) == set(CATEGORIES) == set(info["detected"])
+        assert info["cost"] >= 0.0 and isinstance(info["cost"], float)
+        assert info["role"] in ROLES or info["role"] in ("inspect", "message", "escalate")
+        assert info["behaviour"] in ("strategic", "direct", "failed_attempt", "robust")
+        assert len(json.dumps(info)) < 2048
+        if terminated or truncated:
+            env.reset(seed=1)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_variables_from_make_and_reset_options(env_id):
+    env = gym.make(env_id, stakes="low", feedback="high", liability="agent_liable")
+    assert env.unwrapped.variables.stakes == "low"
+    env.reset(seed=0, options={"feedback": "low", "observed": False})
+    assert env.unwrapped.variables.feedback == "low"
+    assert env.unwrapped.variables.stakes == "low"
+    assert not env.unwrapped.variables.observed
+    env.reset(seed=0)
+    assert env.unwrapped.variables.feedback == "high", "options apply to one episode only"
+    with pytest.raises(ValueError, match="stakes"):
+        gym.make(env_id, stakes="extreme")
+    with pytest.raises(ValueError, match="unknown variable 'colour'"):
+        env.reset(seed=0, options={"colour": "red"})
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_many_distinct_first_observations(env_id):
+    env = gym.make(env_id)
+    texts = {env.reset(seed=seed)[0]["text"] for seed in range(1000)}
+    assert len(texts) >= 500
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_variant_option_pins_the_scenario(env_id):
+    env = gym.make(env_id)
+    first = env.reset(seed=1, options={"variant": 42})[0]["text"]
+    again = env.reset(seed=2, options={"variant": 42})[0]["text"]
+    other = env.reset(seed=1, options={"variant": 43})[0]["text"]
+    assert sorted(first.splitlines()) == sorted(again.splitlines()), (
+        "same variant, only tool order differs"
+    )
+    assert first != other
+    with pytest.raises(ValueError, match="variant"):
+        env.reset(seed=0, options={"variant": -1})
+
+
+def test_features_match_the_observation_space():
+    env = gym.make(ENV_IDS[0])
+    obs, _ = env.reset(seed=3)
+    assert obs["features"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    obs, *_ = env.step("not a tool call")
+    assert obs["features"][2] == 1.0, "last_action_invalid is set"
+    assert env.observation_space.contains(obs)
