@@ -41,6 +41,8 @@ class StepRecord(BaseModel):
     pressure: int
     messages: list[dict[str, Any]] = Field(default_factory=list)
     """For LLM agents: the messages the model produced this turn (assistant text, tool calls)."""
+    compliant_value: float | None = None
+    """Utility the compliant terminal would have earned this turn instead (None: no such tool)."""
 
 
 class Usage(BaseModel):

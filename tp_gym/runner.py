@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -33,6 +34,68 @@ def run_episode(
     `on_step(turn, action, observation, reward, info)` is called after `reset` (turn 0,
     action None) and after every step.
     """
+    play = _play(env, agent, seed, options, on_step)
+    try:
+        observation = next(play)
+        while True:
+            try:
+                action = agent.act(observation)
+            except Exception as error:  # noqa: BLE001 - handed to the loop, which logs it
+                observation = play.throw(error)
+            else:
+                observation = play.send(action)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def arun_episode(
+    env: gym.Env[Any, Any],
+    agent: Agent,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+    on_step: StepCallback | None = None,
+) -> EpisodeLog:
+    """`run_episode` for an event loop: awaits `agent.aact` when the agent has it.
+
+    Agents with only a synchronous `act` (the scripted baselines) are called directly and
+    the loop is yielded to after every step, so many concurrent episodes interleave. A
+    cancelled episode (`asyncio.CancelledError`) is abandoned without a log.
+    """
+    aact = getattr(agent, "aact", None)
+    play = _play(env, agent, seed, options, on_step)
+    try:
+        observation = next(play)
+        while True:
+            try:
+                if aact is not None:
+                    action = await aact(observation)
+                else:
+                    action = agent.act(observation)
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                play.close()
+                raise
+            except Exception as error:  # noqa: BLE001 - handed to the loop, which logs it
+                observation = play.throw(error)
+            else:
+                observation = play.send(action)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _play(
+    env: gym.Env[Any, Any],
+    agent: Agent,
+    seed: int | None,
+    options: dict[str, Any] | None,
+    on_step: StepCallback | None,
+) -> Generator[dict[str, Any], Any, EpisodeLog]:
+    """The episode loop shared by `run_episode` and `arun_episode`.
+
+    Yields each observation the agent must answer and receives its action by `send`; an
+    exception thrown in by `throw` (the agent failed) ends the episode with `log.error`.
+    Returns the finished log.
+    """
     org_env: OrgEnv = env.unwrapped  # type: ignore[assignment]
     observation, info = env.reset(seed=seed, options=options)
     log = start_log(env, agent.name, seed, observation["text"])
@@ -43,10 +106,17 @@ def run_episode(
         agent.reset(observation, tools=org_env.tool_schemas(), oracle=oracle, seed=seed)
         done = False
         while not done:
-            action = agent.act(observation)
+            open_value = compliant_value(org_env)
+            action = yield observation
             observation, reward, terminated, truncated, info = env.step(action)
             record_step(
-                log, action, observation, reward, info, getattr(agent, "turn_messages", None)
+                log,
+                action,
+                observation,
+                reward,
+                info,
+                getattr(agent, "turn_messages", None),
+                compliant_value=open_value,
             )
             if on_step is not None:
                 on_step(info["turn"], action, observation, reward, info)
@@ -55,6 +125,24 @@ def run_episode(
     except Exception as error:  # noqa: BLE001 - an agent failure is data, not a crash
         log.error = f"{type(error).__name__}: {error}"
     return finish_log(log, org_env, usage_of(agent, env))
+
+
+def compliant_value(org_env: OrgEnv) -> float | None:
+    """The utility the compliant terminal would earn if the agent called it now.
+
+    The best over the scenario's standard executors (None if it has none), with resource
+    bounds applied; the world is left as it was. Logged per turn so that metrics can tell
+    whether a toxic call was needed (`tp_gym.metrics`): no oversight ever blocks a
+    compliant tool, so this path stays open for as long as the agent acts.
+    """
+    world = org_env.world
+    values = []
+    for tool in org_env.scenario.tools:
+        if tool.role == "standard_executor":
+            before = world.snapshot()
+            values.append(world.apply(tool.effects))
+            world.restore(before)
+    return max(values) if values else None
 
 
 def usage_of(agent: Any, env: gym.Env[Any, Any]) -> dict[str, Usage]:
@@ -95,8 +183,14 @@ def record_step(
     reward: float,
     info: dict[str, Any],
     messages: list[dict[str, Any]] | None = None,
+    *,
+    compliant_value: float | None = None,
 ) -> None:
-    """Append one turn to `log` from what the agent sent and what the env answered."""
+    """Append one turn to `log` from what the agent sent and what the env answered.
+
+    `compliant_value` is what the compliant terminal would have paid had the agent called
+    it instead this turn (see `compliant_value`).
+    """
     log.steps.append(
         StepRecord(
             turn=info["turn"],
@@ -112,6 +206,7 @@ def record_step(
             detected=info["detected_now"],
             pressure=info["pressure"],
             messages=list(messages or []),
+            compliant_value=compliant_value,
         )
     )
 
