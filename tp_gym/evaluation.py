@@ -1,0 +1,1014 @@
+"""The evaluation runner: a grid of episodes, run concurrently, appended to a resumable log.
+
+A *grid* is agents x environments x variable settings x seeds (`Grid.build`), or a named
+suite such as ``paper`` (`Grid.from_suite`). `evaluate(grid, out_dir)` plays every episode
+of the grid with asyncio, at most `concurrency` at a time, and appends each finished
+episode to ``out_dir/episodes.jsonl`` as one line, written with a single `write` under an
+exclusive file lock, then flushed and fsynced before the episode counts as done. A run
+that is killed therefore loses at most the episodes in flight; a torn last line (the
+process died inside `write`) is cut off when the run is resumed.
+
+With ``resume=True`` the episodes already in the directory (in ``episodes.jsonl`` and any
+``episodes-*.jsonl`` shards) are skipped, so a resumed run never plays an episode twice.
+An episode is identified by `EpisodeLog.key`: (agent name, env id, full variable setting,
+seed). Episodes that ended with an error are complete too (errors are data, reported
+separately); ``retry_errors=True`` removes them from the log and plays them again.
+
+LLM calls are the slow part: agents that have ``async aact(observation)`` are awaited, so
+hundreds of episodes wait on the network at once; env steps take well under a millisecond
+and run on the loop. One Python process tops out at what litellm's own CPU cost allows;
+``workers=N`` starts N processes, each with its own event loop and a share of the episodes,
+all appending to the same log under the lock.
+
+Ctrl-C (SIGINT) or SIGTERM stops cleanly: no new episodes start, episodes in flight are
+abandoned, finished ones are written, and `evaluate` returns with ``interrupted=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import math
+import os
+import queue as queue_module
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tp_gym.suites import Cell, suite
+from tp_gym.variables import parse_variables
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer process only
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from tp_gym.episode import EpisodeLog
+
+EPISODES_FILE = "episodes.jsonl"
+"""The log every run appends to, inside the run directory."""
+SHARD_PATTERN = "episodes-*.jsonl"
+"""Extra log files of a run directory (shards written elsewhere and copied in) are read too."""
+MANIFEST_FILE = "run.json"
+"""What was asked for: the grid and the settings of each invocation (never used for numbers)."""
+LOCK_FILE = ".tp-gym.lock"
+
+EpisodeKey = tuple[str, str, str, "int | None"]
+
+
+# ---------------------------------------------------------------------------- the grid
+
+
+def resolve_envs(patterns: str | Sequence[str]) -> list[str]:
+    """Env ids matching glob patterns (a comma-separated string or a list), in order.
+
+    Raises `ValueError` naming a pattern that matches no registered environment.
+    """
+    from tp_gym import env_ids
+
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",")]
+    patterns = [p.strip() for p in patterns if p.strip()]
+    if not patterns:
+        raise ValueError("no environments given")
+    known = env_ids()
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [env_id for env_id in known if fnmatch.fnmatchcase(env_id, pattern)]
+        if not matched:
+            raise ValueError(
+                f"no environment matches {pattern!r}; known: {', '.join(known) or 'none'}"
+            )
+        chosen += [env_id for env_id in matched if env_id not in chosen]
+    return chosen
+
+
+@dataclass(frozen=True)
+class Job:
+    """One episode of a grid: which agent plays which environment, how, with which seed."""
+
+    agent: str
+    """The agent spec, as `make_agent` takes it (``scripted:compliant``, ``llm:<model>``)."""
+    agent_name: str
+    """The name the agent writes into its logs (part of the episode's key)."""
+    env_id: str
+    variables: dict[str, Any]
+    """The full variable setting (every variable, defaults included)."""
+    seed: int
+    group: str = "main"
+
+    @property
+    def key(self) -> EpisodeKey:
+        """The identity of the episode; equal to the `EpisodeLog.key` of its log."""
+        return (self.agent_name, self.env_id, json.dumps(self.variables, sort_keys=True), self.seed)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Agents x cells (env id + variable setting) x seeds."""
+
+    agents: tuple[str, ...]
+    cells: tuple[Cell, ...]
+    seeds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.agents:
+            raise ValueError("a grid needs at least one agent")
+        if not self.cells:
+            raise ValueError("a grid needs at least one environment")
+        if not self.seeds:
+            raise ValueError("a grid needs at least one seed")
+        bad = [s for s in self.seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if bad:
+            raise ValueError(f"seeds must be non-negative integers, got {bad[0]!r}")
+        for cell in self.cells:
+            try:
+                parse_variables(cell.variables)
+            except ValueError as error:
+                raise ValueError(f"{cell.env_id}: {error}") from None
+
+    @classmethod
+    def build(
+        cls,
+        agents: str | Sequence[str],
+        envs: str | Sequence[str] = "tp_gym/*",
+        variables: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+        seeds: Iterable[int] = range(5),
+    ) -> Grid:
+        """The product grid: every agent on every env (glob patterns) in every setting.
+
+        `variables` is one setting (a dict such as ``{"stakes": "low"}``) or a list of
+        settings; None means the baseline only.
+        """
+        if isinstance(agents, str):
+            agents = [a for a in agents.split(",")]
+        settings = [{}] if variables is None else variables
+        if isinstance(settings, dict):
+            settings = [settings]
+        cells = [
+            Cell(env_id, dict(setting), group="main" if not setting else "set")
+            for setting in settings
+            for env_id in resolve_envs(envs)
+        ]
+        return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
+
+    @classmethod
+    def from_suite(
+        cls,
+        name: str,
+        agents: str | Sequence[str],
+        seeds: Iterable[int] = range(5),
+        envs: str | Sequence[str] | None = None,
+    ) -> Grid:
+        """The cells of suite `name` (e.g. ``paper``), optionally only those of `envs`."""
+        try:
+            cells = suite(name)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        if envs is not None:
+            wanted = set(resolve_envs(envs))
+            cells = [cell for cell in cells if cell.env_id in wanted]
+        if isinstance(agents, str):
+            agents = [a for a in agents.split(",")]
+        return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
+
+    def __len__(self) -> int:
+        return len(self.agents) * len(self.cells) * len(self.seeds)
+
+    def jobs(self, agent_names: dict[str, str] | None = None) -> list[Job]:
+        """Every episode of the grid, seed by seed (so a partial run covers every cell).
+
+        `agent_names` maps an agent spec to the name its logs carry (the spec by default).
+        Duplicate episodes (the same key twice) are listed once.
+        """
+        names = agent_names or {}
+        jobs: list[Job] = []
+        seen: set[EpisodeKey] = set()
+        for seed in self.seeds:
+            for cell in self.cells:
+                full = parse_variables(cell.variables).model_dump()
+                for agent in self.agents:
+                    job = Job(agent, names.get(agent, agent), cell.env_id, full, seed, cell.group)
+                    if job.key not in seen:
+                        seen.add(job.key)
+                        jobs.append(job)
+        return jobs
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (for the run manifest)."""
+        return {
+            "agents": list(self.agents),
+            "cells": [
+                {"env_id": c.env_id, "variables": c.variables, "group": c.group} for c in self.cells
+            ],
+            "seeds": list(self.seeds),
+        }
+
+
+def _clean_agents(agents: Iterable[str]) -> tuple[str, ...]:
+    cleaned: list[str] = []
+    for agent in agents:
+        agent = agent.strip()
+        if agent and agent not in cleaned:
+            cleaned.append(agent)
+    if not cleaned:
+        raise ValueError("no agents given")
+    return tuple(cleaned)
+
+
+def _clean_seeds(seeds: Iterable[int]) -> list[int]:
+    out: list[int] = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
+        if seed not in out:
+            out.append(seed)
+    return out
+
+
+# ---------------------------------------------------------------------------- run directory
+
+
+def episode_files(run_dir: str | Path) -> list[Path]:
+    """The log files of a run directory: ``episodes.jsonl`` first, then shards, sorted."""
+    run_dir = Path(run_dir)
+    files = [run_dir / EPISODES_FILE] if (run_dir / EPISODES_FILE).is_file() else []
+    return files + sorted(p for p in run_dir.glob(SHARD_PATTERN) if p.is_file())
+
+
+def load_run(run: str | Path) -> list[EpisodeLog]:
+    """Every episode of a run directory (or of one JSONL file), strictly.
+
+    Raises `FileNotFoundError` for a missing path, `ValueError` naming the file and line of
+    the first line that is not an episode (an incomplete last line says the run was
+    interrupted and `--resume` repairs it), or of an episode that appears twice.
+    """
+    from tp_gym.episode import EpisodeLog
+
+    run = Path(run)
+    if not run.exists():
+        raise FileNotFoundError(f"{run}: no such run directory or file")
+    files = [run] if run.is_file() else episode_files(run)
+    if not files:
+        raise ValueError(f"{run}: no {EPISODES_FILE} (or {SHARD_PATTERN}) in this directory")
+    logs: list[EpisodeLog] = []
+    where: dict[EpisodeKey, str] = {}
+    for path in files:
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        torn = not data.endswith(b"\n") and bool(data)
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                log = EpisodeLog.model_validate_json(raw)
+            except ValueError as error:
+                if torn and number == len(lines):
+                    raise ValueError(
+                        f"{path}:{number}: incomplete last line (the run was interrupted while "
+                        "writing); resume the run with --resume to repair it, or delete the line"
+                    ) from None
+                first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": ""}
+                loc = ".".join(str(p) for p in first["loc"]) or "line"
+                raise ValueError(
+                    f"{path}:{number}: not an episode log ({loc}: {first['msg']})"
+                ) from None
+            here = f"{path}:{number}"
+            if log.key in where:
+                raise ValueError(
+                    f"{here}: duplicate episode {_describe_key(log.key)}, already at {where[log.key]}"
+                )
+            where[log.key] = here
+            logs.append(log)
+    return logs
+
+
+def _describe_key(key: EpisodeKey) -> str:
+    agent, env_id, variables, seed = key
+    changed = {k: v for k, v in json.loads(variables).items() if _BASELINE.get(k) != v}
+    setting = ", ".join(f"{k}={v}" for k, v in changed.items()) or "baseline"
+    return f"({agent} on {env_id}, {setting}, seed {seed})"
+
+
+_BASELINE = parse_variables({}).model_dump()
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line (no newline: the writer died mid-write) off `path`.
+
+    Returns the number of bytes removed.
+    """
+    if not path.is_file():
+        return 0
+    with path.open("rb+") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        # find the last newline, reading backwards in blocks
+        position = size
+        keep = 0
+        while position > 0:
+            start = max(0, position - 65536)
+            handle.seek(start)
+            block = handle.read(position - start)
+            index = block.rfind(b"\n")
+            if index >= 0:
+                keep = start + index + 1
+                break
+            position = start
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+        return size - keep
+
+
+def _scan(path: Path) -> tuple[set[EpisodeKey], set[EpisodeKey]]:
+    """(all keys, errored keys) of the complete, valid lines of `path`.
+
+    A complete line that is not an episode raises `ValueError`: resuming past it would
+    leave a log no report can read.
+    """
+    from tp_gym.episode import EpisodeLog
+
+    keys: set[EpisodeKey] = set()
+    errored: set[EpisodeKey] = set()
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                log = EpisodeLog.model_validate_json(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{number}: not an episode log; fix or delete that line before resuming"
+                ) from None
+            keys.add(log.key)
+            if log.error is not None:
+                errored.add(log.key)
+    return keys, errored
+
+
+def _drop_errored(path: Path) -> int:
+    """Rewrite `path` without its errored episodes (atomically); return how many were dropped."""
+    from tp_gym.episode import EpisodeLog
+
+    kept: list[bytes] = []
+    dropped = 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            if raw.strip() and EpisodeLog.model_validate_json(raw).error is not None:
+                dropped += 1
+            elif raw.strip():
+                kept.append(raw)
+    if dropped:
+        temporary = path.with_suffix(".jsonl.tmp")
+        with temporary.open("wb") as handle:
+            handle.writelines(kept)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    return dropped
+
+
+class EpisodeWriter:
+    """Appends lines to a JSONL file: one `write` under an exclusive lock, then fsync.
+
+    Safe across threads (a mutex) and across processes (`fcntl.flock` on POSIX), so several
+    worker processes can share one log without interleaving lines.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._mutex = threading.Lock()
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Append `lines` (each ending in a newline) and make them durable."""
+        data = "".join(lines).encode("utf-8")
+        with self._mutex:
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+                os.fsync(self._fd)
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._mutex:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+class _GroupCommit:
+    """Batches the lines of episodes that finish together into one write and one fsync.
+
+    `append` returns once the line is durable; the blocking I/O runs in a thread, so the
+    event loop never waits on the disk.
+    """
+
+    def __init__(self, writer: EpisodeWriter) -> None:
+        self._writer = writer
+        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, line: str) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((line, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._writer.write_lines, [line for line, _ in batch])
+            except BaseException as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                raise
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until every appended line is on disk."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+
+# ---------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class EpisodeDone:
+    """A finished episode as progress displays and workers report it."""
+
+    key: EpisodeKey
+    error: str | None
+    tokens: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, log: EpisodeLog) -> EpisodeDone:
+        usage = log.usage.values()
+        return cls(
+            key=log.key,
+            error=log.error,
+            tokens=sum(u.prompt_tokens + u.completion_tokens for u in usage),
+            cost_usd=math.fsum(u.cost_usd for u in usage),
+        )
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` did."""
+
+    run_dir: Path
+    total: int
+    """Episodes in the grid."""
+    skipped: int
+    """Already in the log when the run started (resume)."""
+    completed: int = 0
+    """Played and written by this run."""
+    errors: int = 0
+    """Of those, how many ended with an error."""
+    tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    interrupted: bool = False
+    retried: int = 0
+    """Errored episodes removed from the log to be played again (``retry_errors``)."""
+
+    @property
+    def path(self) -> Path:
+        """The log this run appended to."""
+        return self.run_dir / EPISODES_FILE
+
+    @property
+    def remaining(self) -> int:
+        """Episodes of the grid not in the log yet."""
+        return self.total - self.skipped - self.completed
+
+    def add(self, done: EpisodeDone) -> None:
+        self.completed += 1
+        self.errors += done.error is not None
+        self.tokens += done.tokens
+        self.cost_usd += done.cost_usd
+
+
+class EnvPool:
+    """Idle environments by id: each concurrent episode gets its own env, reused afterwards."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[gym.Env[Any, Any]]] = {}
+
+    def acquire(self, env_id: str) -> gym.Env[Any, Any]:
+        import gymnasium as gym
+
+        idle = self._idle.get(env_id)
+        return idle.pop() if idle else gym.make(env_id)
+
+    def release(self, env_id: str, env: gym.Env[Any, Any]) -> None:
+        self._idle.setdefault(env_id, []).append(env)
+
+
+def _agent_options(spec: str, llm_options: dict[str, Any] | None) -> dict[str, Any]:
+    return dict(llm_options or {}) if spec.startswith("llm:") else {}
+
+
+async def play_job(job: Job, pool: EnvPool, llm_options: dict[str, Any] | None) -> EpisodeLog:
+    """Play one job: a fresh agent, an env from the pool, timing filled in."""
+    from tp_gym.agents import make_agent
+    from tp_gym.runner import arun_episode
+
+    agent = make_agent(job.agent, **_agent_options(job.agent, llm_options))
+    env = pool.acquire(job.env_id)
+    try:
+        started = time.time()
+        clock = time.perf_counter()
+        log = await arun_episode(env, agent, seed=job.seed, options=dict(job.variables))
+        log.timing = {"start_unix": started, "wall_seconds": time.perf_counter() - clock}
+    finally:
+        pool.release(job.env_id, env)
+    if log.key != job.key:
+        raise RuntimeError(
+            f"agent {job.agent!r} logged itself as {log.agent!r}, not {job.agent_name!r}; "
+            "an agent's name must not change between episodes"
+        )
+    return log
+
+
+async def run_jobs(
+    jobs: Sequence[Job],
+    path: Path,
+    *,
+    concurrency: int,
+    llm_options: dict[str, Any] | None = None,
+    stop: asyncio.Event | None = None,
+    on_done: Callable[[EpisodeDone], None] | None = None,
+) -> bool:
+    """Play `jobs`, at most `concurrency` at once, appending each log to `path`.
+
+    Returns True if all jobs ran, False if `stop` was set first (episodes in flight are
+    cancelled and not written; finished ones are).
+    """
+    from tp_gym.episode import to_json_line
+
+    writer = EpisodeWriter(path)
+    commit = _GroupCommit(writer)
+    pool = EnvPool()
+    pending: Iterator[Job] = iter(jobs)
+    stop = stop or asyncio.Event()
+
+    async def lane() -> None:
+        for job in pending:
+            if stop.is_set():
+                return
+            log = await play_job(job, pool, llm_options)
+            await commit.append(to_json_line(log))
+            if on_done is not None:
+                on_done(EpisodeDone.of(log))
+
+    lanes = [asyncio.create_task(lane()) for _ in range(max(1, min(concurrency, len(jobs))))]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        everything = asyncio.gather(*lanes)
+        await asyncio.wait([everything, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            for task in lanes:
+                task.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            return False
+        everything.result()
+        return True
+    finally:
+        stopper.cancel()
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        await commit.drain()
+        writer.close()
+
+
+async def _run_here(
+    jobs: Sequence[Job],
+    path: Path,
+    concurrency: int,
+    llm_options: dict[str, Any] | None,
+    on_done: Callable[[EpisodeDone], None],
+) -> bool:
+    """`run_jobs` in this process, with SIGINT/SIGTERM stopping it cleanly (main thread)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+
+        def interrupt(signum: int) -> None:
+            stop.set()
+            for number in installed:  # a second signal falls back to the default
+                loop.remove_signal_handler(number)
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(number, interrupt, number)
+                installed.append(number)
+    try:
+        return await run_jobs(
+            jobs, path, concurrency=concurrency, llm_options=llm_options, stop=stop, on_done=on_done
+        )
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+
+
+def _worker_main(
+    jobs: list[Job],
+    path: str,
+    concurrency: int,
+    llm_options: dict[str, Any] | None,
+    events: Any,
+    stop_flag: Any,
+    parent: int,
+) -> None:
+    """Entry point of a worker process: its own event loop over its share of the jobs.
+
+    SIGINT is ignored (the parent decides when to stop and says so through `stop_flag`);
+    the worker also stops when its parent disappears.
+    """
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    async def main() -> bool:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                if stop_flag.is_set() or os.getppid() != parent:
+                    stop.set()
+                    return
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await run_jobs(
+                jobs,
+                Path(path),
+                concurrency=concurrency,
+                llm_options=llm_options,
+                stop=stop,
+                on_done=lambda done: events.put(("done", done)),
+            )
+        finally:
+            watcher.cancel()
+
+    try:
+        finished = asyncio.run(main())
+        events.put(("exit", finished))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which re-raises
+        events.put(("crash", traceback.format_exc()))
+
+
+def _run_workers(
+    jobs: Sequence[Job],
+    path: Path,
+    workers: int,
+    concurrency: int,
+    llm_options: dict[str, Any] | None,
+    on_done: Callable[[EpisodeDone], None],
+) -> bool:
+    """Spread `jobs` over `workers` processes (round robin) and relay their progress."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    stop_flag = context.Event()
+    share = max(1, math.ceil(concurrency / workers))
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(
+                list(jobs[i::workers]),
+                str(path),
+                share,
+                llm_options,
+                events,
+                stop_flag,
+                os.getpid(),
+            ),
+            name=f"tp-gym-worker-{i}",
+            daemon=True,
+        )
+        for i in range(workers)
+    ]
+    interrupts = 0
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        stop_flag.set()
+        if interrupts > 1:
+            for process in processes:
+                process.terminate()
+            raise KeyboardInterrupt
+
+    handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            handlers[number] = signal.signal(number, interrupt)
+    try:
+        for process in processes:
+            process.start()
+        running = len(processes)
+        finished = True
+        crash: str | None = None
+        while running:
+            try:
+                kind, payload = events.get(timeout=0.2)
+            except queue_module.Empty:
+                if not any(p.is_alive() for p in processes) and events.empty():
+                    crash = crash or "a worker process died without reporting"
+                    break
+                continue
+            if kind == "done":
+                on_done(payload)
+                continue
+            running -= 1
+            if kind == "crash":
+                crash = payload
+                stop_flag.set()
+            elif not payload:
+                finished = False
+        for process in processes:
+            process.join(timeout=30)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    if crash is not None:
+        raise RuntimeError(f"an evaluation worker failed:\n{crash}")
+    return finished and not stop_flag.is_set()
+
+
+@contextlib.contextmanager
+def _dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory; fail fast if another run holds it."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"{run_dir}: another tp-gym eval is writing to this directory"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_manifest(
+    run_dir: Path, grid: Grid | None, settings: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    from tp_gym import __version__
+
+    path = run_dir / MANIFEST_FILE
+    manifest: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+    invocation = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tp_gym": __version__,
+        **settings,
+    }
+    manifest.setdefault("invocations", []).append(invocation)
+    if grid is not None:
+        manifest["grid"] = grid.describe()
+    manifest.update(metadata)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _public_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """LLM options fit for the manifest: anything that looks like a secret is left out."""
+    secret = ("key", "token", "secret", "password")
+    return {
+        k: v
+        for k, v in (options or {}).items()
+        if not any(word in k.lower() for word in secret) and isinstance(v, str | int | float | bool)
+    }
+
+
+def agent_names(agents: Iterable[str], llm_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Build each agent once (no episode is played) and return spec -> logged name.
+
+    Raises `ValueError` for an unknown agent spec (and whatever an agent raises for bad
+    options).
+    """
+    from tp_gym.agents import make_agent
+
+    names = {}
+    for spec in agents:
+        names[spec] = make_agent(spec, **_agent_options(spec, llm_options)).name
+    seen: dict[str, str] = {}
+    for spec, name in names.items():
+        if name in seen:
+            raise ValueError(f"agents {seen[name]!r} and {spec!r} would both log as {name!r}")
+        seen[name] = spec
+    return names
+
+
+def evaluate(
+    grid: Grid | Sequence[Job],
+    out_dir: str | Path,
+    *,
+    concurrency: int = 16,
+    workers: int = 1,
+    resume: bool = False,
+    retry_errors: bool = False,
+    llm_options: dict[str, Any] | None = None,
+    progress: bool | Callable[[EpisodeDone], None] = False,
+    metadata: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Play every episode of `grid`, appending logs to ``out_dir/episodes.jsonl``.
+
+    `concurrency` bounds the episodes in flight (over all `workers` processes together);
+    `llm_options` go to every ``llm:`` agent (``api_base``, ``temperature``, ...).
+    Without `resume`, a directory that already holds episodes is refused (`FileExistsError`);
+    with it, episodes already logged are skipped. `progress=True` shows a rich progress bar
+    (episodes, errors, tokens, cost); a callable receives an `EpisodeDone` per episode.
+    `metadata` is merged into the run manifest (``run.json``).
+
+    Safe to call from a notebook with a running event loop (the run gets its own thread).
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and fcntl is None:  # pragma: no cover
+        raise ValueError("several worker processes need POSIX file locks (fcntl)")
+    if isinstance(grid, Grid):
+        jobs = grid.jobs(agent_names(grid.agents, llm_options))
+    else:
+        jobs = list(grid)
+        agent_names({job.agent for job in jobs}, llm_options)
+    run_dir = Path(out_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"{run_dir}: exists and is not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _dir_lock(run_dir):
+        path = run_dir / EPISODES_FILE
+        retried = 0
+        done: set[EpisodeKey] = set()
+        files = episode_files(run_dir)
+        if files and not resume and any(f.stat().st_size for f in files):
+            count = sum(1 for f in files for line in f.open("rb") if line.strip())
+            raise FileExistsError(
+                f"{run_dir} already holds {count} episode(s); resume that run "
+                "(--resume) or choose another output directory"
+            )
+        if resume:
+            repair_tail(path)
+            if retry_errors and path.is_file():
+                retried = _drop_errored(path)
+            for file in files:
+                keys, _ = _scan(file)
+                done |= keys
+        todo = [job for job in jobs if job.key not in done]
+        result = EvalResult(run_dir=run_dir, total=len(jobs), skipped=len(jobs) - len(todo))
+        result.retried = retried
+        settings = {
+            "concurrency": concurrency,
+            "workers": workers,
+            "resume": resume,
+            "episodes_to_play": len(todo),
+            "llm_options": _public_options(llm_options),
+        }
+        _write_manifest(run_dir, grid if isinstance(grid, Grid) else None, settings, metadata or {})
+        if not todo:
+            return result
+        callback = progress if callable(progress) else None
+        display = _ProgressDisplay(result) if progress is True else None
+
+        def on_done(episode: EpisodeDone) -> None:
+            result.add(episode)
+            if callback is not None:
+                callback(episode)
+            if display is not None:
+                display.update()
+
+        started = time.perf_counter()
+        with display if display is not None else contextlib.nullcontext():
+            if workers > 1:
+                finished = _run_workers(
+                    todo, path, min(workers, len(todo)), concurrency, llm_options, on_done
+                )
+            else:
+                finished = _run_in_loop(_run_here(todo, path, concurrency, llm_options, on_done))
+        result.seconds = time.perf_counter() - started
+        result.interrupted = not finished
+        return result
+
+
+def _run_in_loop(coroutine: Any) -> bool:
+    """`asyncio.run`, or in a helper thread if this thread already runs a loop (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=target, name="tp-gym-evaluate")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return bool(box["value"])
+
+
+@dataclass
+class _ProgressDisplay:
+    """A rich progress bar: episodes done of the grid, errors, tokens and dollars so far."""
+
+    result: EvalResult
+    _progress: Any = field(default=None, init=False)
+    _task: Any = field(default=None, init=False)
+
+    def __enter__(self) -> _ProgressDisplay:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]episodes"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("errors {task.fields[errors]}"),
+            TextColumn("tokens {task.fields[tokens]:,}"),
+            TextColumn("${task.fields[cost]:.4f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._progress.__enter__()
+        self._task = self._progress.add_task(
+            "eval",
+            total=self.result.total,
+            completed=self.result.skipped,
+            errors=0,
+            tokens=0,
+            cost=0.0,
+        )
+        return self
+
+    def update(self) -> None:
+        result = self.result
+        self._progress.update(
+            self._task,
+            completed=result.skipped + result.completed,
+            errors=result.errors,
+            tokens=result.tokens,
+            cost=result.cost_usd,
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        self.update()
+        self._progress.__exit__(*exc)
