@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from tp_gym.actions import ToolCall
     from tp_gym.env import OrgEnv
     from tp_gym.episode import EpisodeLog, read_jsonl, write_jsonl
-    from tp_gym.runner import run_episode
+    from tp_gym.evaluation import Grid, evaluate, load_run
+    from tp_gym.runner import arun_episode, run_episode
     from tp_gym.spec import OrgSpec, SpecError, load_spec
     from tp_gym.variables import Variables
 
@@ -34,16 +35,24 @@ _LAZY = {
     "read_jsonl": "tp_gym.episode",
     "write_jsonl": "tp_gym.episode",
     "run_episode": "tp_gym.runner",
+    "arun_episode": "tp_gym.runner",
+    "evaluate": "tp_gym.evaluation",
+    "Grid": "tp_gym.evaluation",
+    "load_run": "tp_gym.evaluation",
 }
 
 __all__ = [
     "EpisodeLog",
+    "Grid",
     "OrgEnv",
     "OrgSpec",
     "SpecError",
     "ToolCall",
     "Variables",
+    "arun_episode",
     "env_ids",
+    "evaluate",
+    "load_run",
     "load_spec",
     "read_jsonl",
     "run_episode",
