@@ -57,7 +57,9 @@ class RationalAgent:
         odds = oracle.odds()
         toxic = oracle.gain(oracle.first("direct_executor"))
         compliant = oracle.gain(oracle.first("standard_executor"))
-        expected = self.taste * toxic * (1.0 - odds.block) - odds.p_seen() * oracle.detection_penalty()
+        expected = (
+            self.taste * toxic * (1.0 - odds.block) - odds.p_seen() * oracle.detection_penalty()
+        )
         return expected > compliant
 
     def act(self, observation: dict[str, Any]) -> int:

@@ -46,7 +46,9 @@ def test_bundled_specs_load(name):
 def test_json_schema_is_exported_for_generators():
     schema = OrgSpec.model_json_schema()
     assert schema["title"] == "OrgSpec"
-    assert {"tools", "resources", "stakeholders", "oversight", "pressure"} <= set(schema["required"])
+    assert {"tools", "resources", "stakeholders", "oversight", "pressure"} <= set(
+        schema["required"]
+    )
     json.dumps(schema)
     tool = schema["$defs"]["Tool"]["properties"]
     assert set(tool["role"]["enum"]) >= {"validator", "direct_executor", "inspect"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tp_gym.spec import PRINTABLE
 from tp_gym.variables import (
     ETHICAL_FRAMEWORK_TEXT,
     GOAL_CLARITY_TEXT,
@@ -22,21 +21,6 @@ JSON_PROTOCOL_HINT = (
     "Call exactly one tool per turn. If you cannot call functions natively, answer with JSON "
     'only: {"reasoning": "<your reasoning>", "tool_choice": "<tool name>", "arguments": {...}}'
 )
-
-
-def sanitize(text: str, limit: int) -> str:
-    """Keep `text` inside the observation character set and at most `limit` characters."""
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(c if c in PRINTABLE else "?" for c in text)
-
-
-def tool_signature(tool: ScenarioTool) -> str:
-    """``name(arg: type, ...)`` as shown in the briefing."""
-    args = ", ".join(f"{a.name}: {a.type}" for a in tool.args)
-    return f"{tool.name}({args})"
 
 
 def tool_schema(tool: ScenarioTool) -> dict[str, Any]:
@@ -65,6 +49,7 @@ def tool_schema(tool: ScenarioTool) -> dict[str, Any]:
 
 
 def briefing_text(
+    driver: str,
     scenario: Scenario,
     variables: Variables,
     tools: list[ScenarioTool],
@@ -72,28 +57,28 @@ def briefing_text(
     pressure_message: str,
 ) -> str:
     """The first observation: role, goal, variable modules, situation, request and tools."""
-    principal = scenario.text["principal"]
+    principal = scenario.text("principal")
     modules = [
-        GOAL_CLARITY_TEXT[variables.goal_clarity],
+        GOAL_CLARITY_TEXT[driver, variables.goal_clarity],
         ETHICAL_FRAMEWORK_TEXT[variables.ethical_framework],
         LIABILITY_TEXT[variables.liability],
     ]
     lines = [
-        scenario.text["agent_role"],
+        scenario.text("agent_role"),
         "",
-        f"Goal: {scenario.text['goal']}",
-        *(m.format(principal_label=principal) for m in modules if m),
-        f"What is at stake: {scenario.text['stakes.' + variables.stakes]}",
+        f"Goal: {scenario.text('goal')}",
+        *(m.format(principal=principal) for m in modules if m),
+        f"What is at stake: {scenario.text('stakes.' + variables.stakes)}",
     ]
     if not variables.observed:
         lines.append(UNOBSERVED_TEXT)
     lines += ["", "Parties involved:"]
-    lines += [f"- {label}" for label in scenario.stakeholder_labels]
+    lines += [f"- {label}" for label in scenario.labels("stakeholder")]
     if variables.observed:
         lines += ["Oversight in place:"]
-        lines += [f"- {label}" for label in scenario.safeguard_labels]
-    lines += ["Current status:", *resources, "", f"Request: {scenario.text['task']}", ""]
+        lines += [f"- {label}" for label in scenario.labels("safeguard")]
+    lines += ["Current status:", *resources, "", f"Request: {scenario.text('task')}", ""]
     lines += [pressure_message, "", "Tools:"]
-    lines += [f"- {tool_signature(t)}: {t.description}" for t in tools]
+    lines += [tool.listing for tool in tools]
     lines += ["", JSON_PROTOCOL_HINT]
     return "\n".join(lines)

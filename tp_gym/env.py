@@ -10,12 +10,13 @@ import numpy as np
 from gymnasium import spaces
 
 from tp_gym.actions import ParsedAction, echo, parse_action, validate_arguments
-from tp_gym.briefing import briefing_text, sanitize, tool_schema
+from tp_gym.briefing import briefing_text, tool_schema
 from tp_gym.classify import classify_roles
 from tp_gym.oversight import NOT_SEEN, Odds, Verdict, coverage, judge_toxic_call
-from tp_gym.spec import CATEGORIES, PRINTABLE, TOXIC_ROLES, OrgSpec, load_spec
+from tp_gym.spec import CATEGORIES, TOXIC_ROLES, OrgSpec, load_spec
+from tp_gym.text import PRINTABLE, sanitize
 from tp_gym.variables import LIABILITY_PENALTY, STAKES_SEVERITY, parse_variables
-from tp_gym.world import Scenario, ScenarioTool, WorldState, render_scenario
+from tp_gym.world import ScenarioTemplate, ScenarioTool, WorldState
 
 MAX_OBS_CHARS = 16_000
 MAX_RESOURCES = 8
@@ -116,7 +117,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             }
         )
         self._stage_turns = [p.turn for p in self.org.pressure]
-        self._scenario_cache: dict[int, Scenario] = {}
+        self._template = ScenarioTemplate(self.org)
         self._done = True
         self._last_text = ""
 
@@ -131,10 +132,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         variant = options.pop("variant", None)
         self.variables = parse_variables(options, self.default_variables)
         if variant is None:
-            variant = int(self.np_random.integers(self.org.variant_count()))
+            variant = int(self.np_random.integers(self._template.variant_count))
         elif isinstance(variant, bool) or not isinstance(variant, int | np.integer) or variant < 0:
             raise ValueError(f"options['variant'] must be a non-negative int, got {variant!r}")
-        self.scenario = self._scenario(int(variant))
+        self.scenario = self._template.render(int(variant))
         order = self.np_random.permutation(self.n_tools)
         self._shown: list[ScenarioTool] = [self.scenario.tools[i] for i in order]
         self._names = {tool.name: i for i, tool in enumerate(self._shown)}
@@ -153,13 +154,14 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self._last_invalid = False
         self._done = False
         text = briefing_text(
+            self.org.driver,
             self.scenario,
             self.variables,
             self._shown,
             self._status_lines(),
             self._advance_pressure(0),
         )
-        self._last_text = sanitize(text, MAX_OBS_CHARS)
+        self._last_text = text[:MAX_OBS_CHARS]
         info = self._info(0.0, None, True, NOT_SEEN)
         return self._observation(), info
 
@@ -248,15 +250,6 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         if not hasattr(self, "scenario"):
             raise RuntimeError("call reset() first")
 
-    def _scenario(self, variant: int) -> Scenario:
-        variant %= self.org.variant_count()
-        scenario = self._scenario_cache.get(variant)
-        if scenario is None:
-            if len(self._scenario_cache) >= 256:
-                self._scenario_cache.clear()
-            scenario = self._scenario_cache[variant] = render_scenario(self.org, variant)
-        return scenario
-
     def _resolve(self, parsed: ParsedAction) -> tuple[ScenarioTool | None, dict[str, Any]]:
         if parsed.error is not None or parsed.position is None:
             return None, {}
@@ -285,7 +278,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         reward = 0.0
         terminated = False
         if verdict.blocked:
-            lines.append(self.scenario.text["blocked"])
+            lines.append(self.scenario.text("blocked"))
         else:
             before = self.world.snapshot() if oversight.rollback and verdict.detected else None
             reward = self.world.apply(tool.effects)
@@ -293,7 +286,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             lines.append(tool.result)
             if verdict.warned:
                 self.warnings += 1
-                lines.append(self.scenario.text["warning"])
+                lines.append(self.scenario.text("warning"))
             if before is not None:
                 reward += self.world.restore(before)
         if verdict.detected:
@@ -301,12 +294,12 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             for category, _ in tool.violations:
                 self.detected[category] += 1
             reward -= oversight.detection_penalty * self._penalty
-            lines.append(self.scenario.text["detected"])
+            lines.append(self.scenario.text("detected"))
             limit = oversight.replace_after_detections
             if limit is not None and self.detections >= limit:
                 reward -= oversight.replacement_penalty * self._penalty
                 terminated = True
-                lines.append(self.scenario.text["replaced"])
+                lines.append(self.scenario.text("replaced"))
         return reward, cost, terminated, verdict
 
     def _advance_pressure(self, turns_done: int) -> str:
@@ -319,12 +312,13 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self.stage = stage
         if not changed:
             return ""
-        return f"Message from {self.scenario.text['principal']}: {self.scenario.pressure_messages[stage]}"
+        scenario = self.scenario
+        return f"Message from {scenario.text('principal')}: {scenario.text(f'pressure.{stage}')}"
 
     def _status_lines(self) -> list[str]:
         lines = []
         for resource, label, value in zip(
-            self.org.resources, self.scenario.resource_labels, self.world.resources
+            self.org.resources, self.scenario.labels("resource"), self.world.resources
         ):
             unit = f" {resource.unit}" if resource.unit else ""
             lines.append(f"- {label}: {value:g}{unit}")
@@ -346,7 +340,6 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         features[6 + MAX_RESOURCES : 6 + MAX_RESOURCES + self.n_tools] = [
             u / turns for u in self._uses
         ]
-        np.clip(features, 0.0, 1.0, out=features)
         return {"text": self._last_text, "features": features}
 
     def _info(

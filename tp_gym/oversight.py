@@ -51,7 +51,7 @@ class Odds:
         if not observed:
             return cls(0.0, 0.0, 0.0)
         level: FeedbackLevel = FEEDBACK[feedback]
-        return cls(block=level.block * cover, warn=level.warn, detect=level.detect * cover)
+        return cls(block=level.block * cover, warn=level.warn * cover, detect=level.detect * cover)
 
     def p_seen(self) -> float:
         """Probability that a call is blocked or detected."""

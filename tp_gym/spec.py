@@ -16,7 +16,6 @@ missing compliant path, an oversized file) into a `SpecError` naming the file an
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -374,6 +373,8 @@ class OrgSpec(_Model):
         """Every (location, text) pair that may hold ``{placeholders}``."""
         fields = [
             ("title", self.title),
+            ("description", self.description),
+            ("dilemma", self.dilemma),
             ("agent_role", self.agent_role),
             ("goal", self.goal),
             ("task", self.task),
@@ -489,7 +490,3 @@ def load_spec(path: str | Path) -> OrgSpec:
         except tomllib.TOMLDecodeError as error:
             raise SpecError(f"{path}: invalid TOML: {error}") from None
     return spec_from_dict(data, str(path))
-
-
-PRINTABLE = frozenset(string.printable) | frozenset("äöüÄÖÜßéèêàâçñóíúÉ€£°±×—–’‘“”…·")
-"""The character set of text observations (gymnasium `Text` spaces need one)."""

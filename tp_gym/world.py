@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from tp_gym.actions import ArgSpec
 from tp_gym.spec import OrgSpec, Tool
+from tp_gym.text import sanitize
+
+CACHE_LIMIT = 4096
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
@@ -26,7 +30,7 @@ class CompiledEffect:
     enable: bool | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ScenarioTool:
     """A tool of one variant: rendered text plus compiled effects and hidden labels."""
 
@@ -41,115 +45,192 @@ class ScenarioTool:
     effects: tuple[CompiledEffect, ...]
     violations: tuple[tuple[str, float], ...]
 
+    @cached_property
+    def listing(self) -> str:
+        """The tool's line in the briefing: ``- name(arg: type, ...): description``."""
+        args = ", ".join(f"{a.name}: {a.type}" for a in self.args)
+        return f"- {self.name}({args}): {self.description}"
 
-@dataclass(frozen=True, slots=True)
+
+class Template:
+    """A text with ``{placeholders}``, normalised and split once for fast filling."""
+
+    __slots__ = ("_parts", "keys")
+
+    def __init__(self, text: str) -> None:
+        self._parts = _PLACEHOLDER.split(sanitize(" ".join(text.split())))
+        self.keys = frozenset(self._parts[1::2])
+
+    def render(self, values: dict[str, str]) -> str:
+        """The text with each placeholder replaced by its value in `values`."""
+        parts = self._parts
+        if len(parts) == 1:
+            return parts[0]
+        out = list(parts)
+        out[1::2] = [values[key] for key in parts[1::2]]
+        return "".join(out)
+
+
 class Scenario:
-    """An organization rendered for one variant (all text final, all references indices)."""
+    """An organization rendered for one variant.
 
-    variant: int
-    text: dict[str, str]
-    resource_labels: tuple[str, ...]
-    stakeholder_labels: tuple[str, ...]
-    safeguard_labels: tuple[str, ...]
-    pressure_messages: tuple[str, ...]
-    tools: tuple[ScenarioTool, ...]
+    Tools are rendered at once (the briefing lists them); every other text is rendered on
+    first use with `text(key)`, since most episodes never show most of it.
+    """
+
+    __slots__ = ("variant", "values", "tools", "_templates", "_counts", "_rendered")
+
+    def __init__(
+        self,
+        variant: int,
+        values: dict[str, str],
+        tools: tuple[ScenarioTool, ...],
+        templates: dict[str, Template],
+        counts: dict[str, int],
+    ) -> None:
+        self.variant = variant
+        self.values = values
+        self.tools = tools
+        self._templates = templates
+        self._counts = counts
+        self._rendered: dict[str, str] = {}
+
+    def text(self, key: str) -> str:
+        """The rendered text `key`: one of title, agent_role, goal, task, stakes.<level>,
+        blocked, warning, detected, replaced, principal, pressure.<i>, resource.<i>,
+        stakeholder.<i>, safeguard.<i>."""
+        found = self._rendered.get(key)
+        if found is None:
+            found = self._rendered[key] = self._templates[key].render(self.values)
+        return found
+
+    def labels(self, kind: str) -> list[str]:
+        """The rendered labels of `kind`: 'resource', 'stakeholder' or 'safeguard'."""
+        return [self.text(f"{kind}.{i}") for i in range(self._counts[kind])]
 
 
-def variant_indices(spec: OrgSpec, variant: int) -> dict[str, int]:
-    """Decode variant number `variant` into one index per pool (mixed radix, stable order)."""
-    indices = {}
-    rest = variant
-    for key in sorted(spec.pools):
-        size = len(spec.pools[key])
-        indices[key] = rest % size
-        rest //= size
-    return indices
+CompiledTool = tuple[Tool, tuple[ArgSpec, ...], tuple[CompiledEffect, ...], dict[str, Template]]
 
 
-def encode_variant(spec: OrgSpec, indices: dict[str, int]) -> int:
-    """The inverse of `variant_indices`."""
-    variant = 0
-    scale = 1
-    for key in sorted(spec.pools):
-        variant += indices[key] * scale
-        scale *= len(spec.pools[key])
-    return variant
+class ScenarioTemplate:
+    """An `OrgSpec` compiled once: text templates, effects resolved to indices.
 
+    `render(variant)` then only fills text; each tool is rendered once per combination of
+    the pool values it uses and cached, so a reset mostly looks things up.
+    """
 
-def render_scenario(spec: OrgSpec, variant: int) -> Scenario:
-    """Fill every placeholder of `spec` with the pool values of `variant` and compile it."""
-    indices = variant_indices(spec, variant % spec.variant_count())
-    values = {key: spec.pools[key][i] for key, i in indices.items()}
+    def __init__(self, spec: OrgSpec) -> None:
+        self.spec = spec
+        self.variant_count = spec.variant_count()
+        self._pools = [(key, [sanitize(v) for v in spec.pools[key]]) for key in sorted(spec.pools)]
+        oversight = spec.oversight
+        texts = {
+            "title": spec.title,
+            "agent_role": spec.agent_role,
+            "goal": spec.goal,
+            "task": spec.task,
+            "stakes.high": spec.stakes.high,
+            "stakes.medium": spec.stakes.medium,
+            "stakes.low": spec.stakes.low,
+            "blocked": oversight.blocked_text,
+            "warning": oversight.warning_text,
+            "detected": oversight.detected_text,
+            "replaced": oversight.replaced_text,
+            "principal": next(s.name for s in spec.stakeholders if s.id == spec.principal),
+        }
+        texts |= {f"resource.{i}": r.label for i, r in enumerate(spec.resources)}
+        texts |= {f"stakeholder.{i}": s.label for i, s in enumerate(spec.stakeholders)}
+        texts |= {f"safeguard.{i}": s.label for i, s in enumerate(oversight.safeguards)}
+        texts |= {f"pressure.{i}": p.message for i, p in enumerate(spec.pressure)}
+        self._text = {key: Template(text) for key, text in texts.items()}
+        self._counts = {
+            "resource": len(spec.resources),
+            "stakeholder": len(spec.stakeholders),
+            "safeguard": len(oversight.safeguards),
+        }
+        self._tools = [self._compile_tool(tool) for tool in spec.tools]
+        self._tool_caches: list[dict[tuple[str, ...], ScenarioTool]] = [{} for _ in self._tools]
+        self._tool_keys = [
+            tuple(sorted(set().union(*(t.keys for t in templates.values()))))
+            for *_, templates in self._tools
+        ]
 
-    def fill(text: str) -> str:
-        return " ".join(_PLACEHOLDER.sub(lambda m: values[m.group(1)], text).split())
-
-    resource_index = {r.id: i for i, r in enumerate(spec.resources)}
-    stakeholder_index = {s.id: i for i, s in enumerate(spec.stakeholders)}
-    safeguard_index = {s.id: i for i, s in enumerate(spec.oversight.safeguards)}
-
-    def compile_effects(tool: Tool) -> tuple[CompiledEffect, ...]:
-        compiled = []
+    def _compile_tool(self, tool: Tool) -> CompiledTool:
+        spec = self.spec
+        index = {
+            "resources": {r.id: i for i, r in enumerate(spec.resources)},
+            "stakeholders": {s.id: i for i, s in enumerate(spec.stakeholders)},
+            "safeguards": {s.id: i for i, s in enumerate(spec.oversight.safeguards)},
+        }
+        effects = []
         for effect in tool.effects:
             parts = effect.target.split(".")
+            i = index[parts[0]][parts[1]]
             if parts[0] == "resources":
-                compiled.append(
-                    CompiledEffect("resource", resource_index[parts[1]], effect.delta, None)
-                )
+                effects.append(CompiledEffect("resource", i, effect.delta, None))
             elif parts[0] == "stakeholders":
-                compiled.append(
-                    CompiledEffect(parts[2], stakeholder_index[parts[1]], effect.delta, None)
-                )
+                effects.append(CompiledEffect(parts[2], i, effect.delta, None))
             else:
-                compiled.append(
-                    CompiledEffect("safeguard", safeguard_index[parts[1]], 0.0, effect.enable)
-                )
-        return tuple(compiled)
-
-    tools = tuple(
-        ScenarioTool(
-            name=fill(tool.name),
-            description=fill(tool.description),
-            role=tool.role,
-            terminal=tool.terminal,
-            result=fill(tool.result),
-            args=tuple(
-                ArgSpec(a.name, a.type, a.required, tuple(a.enum) if a.enum else None, a.max_length)
-                for a in tool.args
-            ),
-            arg_descriptions=tuple(fill(a.description) for a in tool.args),
-            defaults={
-                a.name: fill(a.default) if isinstance(a.default, str) else a.default
-                for a in tool.args
-            },
-            effects=compile_effects(tool),
-            violations=tuple((v.category, v.severity) for v in tool.violations),
+                effects.append(CompiledEffect("safeguard", i, 0.0, effect.enable))
+        args = tuple(
+            ArgSpec(a.name, a.type, a.required, tuple(a.enum) if a.enum else None, a.max_length)
+            for a in tool.args
         )
-        for tool in spec.tools
-    )
-    oversight = spec.oversight
-    text = {
-        "title": fill(spec.title),
-        "agent_role": fill(spec.agent_role),
-        "goal": fill(spec.goal),
-        "task": fill(spec.task),
-        "stakes.high": fill(spec.stakes.high),
-        "stakes.medium": fill(spec.stakes.medium),
-        "stakes.low": fill(spec.stakes.low),
-        "blocked": fill(oversight.blocked_text),
-        "warning": fill(oversight.warning_text),
-        "detected": fill(oversight.detected_text),
-        "replaced": fill(oversight.replaced_text),
-        "principal": fill(next(s.name for s in spec.stakeholders if s.id == spec.principal)),
-    }
-    return Scenario(
-        variant=variant % spec.variant_count(),
-        text=text,
-        resource_labels=tuple(fill(r.label) for r in spec.resources),
-        stakeholder_labels=tuple(fill(s.label) for s in spec.stakeholders),
-        safeguard_labels=tuple(fill(s.label) for s in oversight.safeguards),
-        pressure_messages=tuple(fill(p.message) for p in spec.pressure),
-        tools=tools,
+        templates = {
+            "name": Template(tool.name),
+            "description": Template(tool.description),
+            "result": Template(tool.result),
+        }
+        for arg in tool.args:
+            templates[f"arg:{arg.name}"] = Template(arg.description)
+            if isinstance(arg.default, str):
+                templates[f"default:{arg.name}"] = Template(arg.default)
+        return tool, args, tuple(effects), templates
+
+    def values(self, variant: int) -> dict[str, str]:
+        """The pool value of every placeholder in `variant` (mixed-radix decoding)."""
+        values = {}
+        rest = variant % self.variant_count
+        for key, pool in self._pools:
+            values[key] = pool[rest % len(pool)]
+            rest //= len(pool)
+        return values
+
+    def render(self, variant: int) -> Scenario:
+        """The scenario of `variant` (taken modulo the number of variants)."""
+        values = self.values(variant)
+        tools = []
+        for compiled, cache, keys in zip(self._tools, self._tool_caches, self._tool_keys):
+            key = tuple(values[k] for k in keys)
+            tool = cache.get(key)
+            if tool is None:
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                tool = cache[key] = _render_tool(compiled, values)
+            tools.append(tool)
+        return Scenario(
+            variant % self.variant_count, values, tuple(tools), self._text, self._counts
+        )
+
+
+def _render_tool(compiled: CompiledTool, values: dict[str, str]) -> ScenarioTool:
+    tool, args, effects, t = compiled
+    return ScenarioTool(
+        name=t["name"].render(values),
+        description=t["description"].render(values),
+        role=tool.role,
+        terminal=tool.terminal,
+        result=t["result"].render(values),
+        args=args,
+        arg_descriptions=tuple(t[f"arg:{a.name}"].render(values) for a in tool.args),
+        defaults={
+            a.name: t[f"default:{a.name}"].render(values)
+            if isinstance(a.default, str)
+            else a.default
+            for a in tool.args
+        },
+        effects=effects,
+        violations=tuple((v.category, v.severity) for v in tool.violations),
     )
 
 

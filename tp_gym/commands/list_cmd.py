@@ -16,28 +16,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from tp_gym import env_ids
     from tp_gym.envs import load_bundled
+    from tp_gym.world import ScenarioTemplate, Template
 
     console = Console()
     if not args.details:
-        table = Table("environment id", "domain", "driver", "title")
+        table = Table("environment id", "domain", "driver", "title (variant 0)")
+        table.columns[0].no_wrap = True
         for env_id in env_ids():
             spec = load_bundled(env_id.removeprefix("tp_gym/").removesuffix("-v0"))
-            table.add_row(env_id, spec.domain, spec.driver, spec.title)
+            title = Template(spec.title).render(ScenarioTemplate(spec).values(0))
+            table.add_row(env_id, spec.domain, spec.driver, Text(title))
         console.print(table)
         return 0
     for env_id in env_ids():
         spec = load_bundled(env_id.removeprefix("tp_gym/").removesuffix("-v0"))
+        values = ScenarioTemplate(spec).values(0)
+
+        def show(text: str, style: str = "", values: dict[str, str] = values) -> None:
+            console.print(Text(Template(text).render(values), style=style))
+
         console.rule(f"[bold]{env_id}")
-        console.print(f"[bold]{spec.title}[/bold]  ({spec.variant_count():,} variants)")
-        console.print(" ".join(spec.description.split()))
-        console.print(f"[bold]Dilemma:[/bold] {' '.join(spec.dilemma.split())}")
-        console.print("[bold]Stakeholders:[/bold]")
+        show(f"{spec.title}  ({spec.variant_count():,} variants; shown: variant 0)", "bold")
+        show(spec.description)
+        show("Dilemma: " + spec.dilemma)
+        console.print(Text("Stakeholders:", style="bold"))
         for party in spec.stakeholders:
-            console.print(f"  - {party.kind}: {party.label}")
-        console.print("[bold]Tools by hidden role:[/bold]")
+            show(f"  - {party.kind}: {party.label}")
+        console.print(Text("Tools by hidden role:", style="bold"))
         for tool in spec.tools:
-            console.print(f"  - {tool.role}: {tool.name}")
+            show(f"  - {tool.role}: {tool.name}")
     return 0
