@@ -1,0 +1,363 @@
+"""The evaluation runner: concurrency, atomic appends, resume after SIGKILL/SIGINT, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import tp_gym
+import tp_gym.agents
+from tp_gym.evaluation import (
+    EPISODES_FILE,
+    LOCK_FILE,
+    Grid,
+    evaluate,
+    load_run,
+    repair_tail,
+)
+from tp_gym.runner import run_episode
+
+KILL_AGENTS = "scripted:staller,scripted:random,scripted:rational"
+KILL_SEEDS = range(60)
+
+
+def kill_grid() -> Grid:
+    return Grid.build(KILL_AGENTS, envs="tp_gym/*", seeds=KILL_SEEDS)
+
+
+def comparable(log) -> str:
+    """A log as JSON without its timing (the only field that differs between runs)."""
+    return log.model_copy(update={"timing": None}).model_dump_json()
+
+
+def lines_by_key(run_dir: Path) -> dict:
+    logs = load_run(run_dir)  # raises on a torn line or a duplicate episode
+    by_key = {log.key: comparable(log) for log in logs}
+    assert len(by_key) == len(logs)
+    return by_key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The uninterrupted run of the kill grid, in this process."""
+    out = tmp_path_factory.mktemp("reference")
+    result = evaluate(kill_grid(), out, concurrency=8)
+    assert result.completed == len(kill_grid()) and not result.interrupted
+    return lines_by_key(out)
+
+
+def eval_command(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tp_gym.cli",
+        "eval",
+        "--agents",
+        KILL_AGENTS,
+        "--envs",
+        "tp_gym/*",
+        "--seeds",
+        f"{KILL_SEEDS.start}-{KILL_SEEDS.stop - 1}",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def start_and_wait_for_first_episode(command: list[str], log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not (log.is_file() and log.stat().st_size > 0):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run wrote nothing within 60 s"
+        time.sleep(0.01)
+    return process
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n")
+
+
+def test_sigkill_then_resume_gives_exactly_the_uninterrupted_episodes(tmp_path, reference):
+    out = tmp_path / "run"
+    log = out / EPISODES_FILE
+    rng = random.Random()
+    process = start_and_wait_for_first_episode(eval_command(out, "--concurrency", "8"), log)
+    time.sleep(rng.uniform(0.0, 0.8))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    partial = count_lines(log)
+    assert 0 < partial < len(reference), "the kill should land mid-run"
+    # a second kill during the resumed run, then a resume to the end
+    process = subprocess.Popen(
+        eval_command(out, "--resume", "--concurrency", "8"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(rng.uniform(0.6, 1.2))
+    process.kill()
+    process.wait(timeout=30)
+    done = subprocess.run(
+        eval_command(out, "--resume"), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "already in the log" in done.stderr
+    assert lines_by_key(out) == reference
+
+
+def test_sigkill_of_a_multiprocess_run_then_resume(tmp_path, reference):
+    out = tmp_path / "run"
+    log = out / EPISODES_FILE
+    process = start_and_wait_for_first_episode(
+        eval_command(out, "--workers", "2", "--concurrency", "8"), log
+    )
+    time.sleep(random.uniform(0.0, 0.4))
+    os.killpg(process.pid, signal.SIGKILL)  # the parent and both workers
+    process.wait(timeout=30)
+    assert count_lines(log) < len(reference)
+    done = subprocess.run(
+        eval_command(out, "--resume", "--workers", "2"), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert lines_by_key(out) == reference
+
+
+def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, reference):
+    out = tmp_path / "run"
+    log = out / EPISODES_FILE
+    process = start_and_wait_for_first_episode(eval_command(out, "--concurrency", "8"), log)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"interrupted" in stderr and b"--resume" in stderr
+    assert log.read_bytes().endswith(b"\n")
+    partial = lines_by_key(out)  # every line complete and valid
+    assert 0 < len(partial) < len(reference)
+    assert all(reference[key] == line for key, line in partial.items())
+    done = subprocess.run(
+        eval_command(out, "--resume"), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert lines_by_key(out) == reference
+
+
+# ---------------------------------------------------------------------------- in process
+
+
+def test_logs_equal_run_episode_and_carry_their_identity(tmp_path):
+    grid = Grid.build(
+        "scripted:random,scripted:strategic",
+        envs="tp_gym/Healthcare-*",
+        variables=[{}, {"stakes": "low", "feedback": "high"}],
+        seeds=[3, 4],
+    )
+    result = evaluate(grid, tmp_path, concurrency=4)
+    healthcare = [e for e in tp_gym.env_ids() if e.startswith("tp_gym/Healthcare-")]
+    assert result.completed == len(grid) == 2 * 2 * 2 * len(healthcare)
+    rows = [json.loads(line) for line in (tmp_path / EPISODES_FILE).read_text().splitlines()]
+    for row in rows:
+        assert {"agent", "env_id", "variables", "seed"} <= set(row)
+        assert row["timing"]["wall_seconds"] >= 0
+        env = gym.make(row["env_id"])
+        expected = run_episode(
+            env, tp_gym.agents.make_agent(row["agent"]), seed=row["seed"], options=row["variables"]
+        )
+        assert comparable(tp_gym.EpisodeLog.model_validate(row)) == comparable(expected)
+
+
+def test_resume_skips_everything_already_logged(tmp_path):
+    grid = Grid.build("scripted:compliant", envs="tp_gym/*", seeds=range(3))
+    first = evaluate(grid, tmp_path)
+    again = evaluate(grid, tmp_path, resume=True)
+    assert (again.skipped, again.completed) == (first.completed, 0)
+    wider = Grid.build("scripted:compliant", envs="tp_gym/*", seeds=range(5))
+    more = evaluate(wider, tmp_path, resume=True)
+    assert (more.skipped, more.completed) == (first.completed, len(wider) - len(grid))
+    assert len(load_run(tmp_path)) == len(wider)
+
+
+def test_a_non_empty_run_dir_needs_resume(tmp_path):
+    grid = Grid.build("scripted:compliant", envs="tp_gym/Finance-*", seeds=[0])
+    evaluate(grid, tmp_path)
+    with pytest.raises(FileExistsError, match="--resume"):
+        evaluate(grid, tmp_path)
+
+
+def test_torn_last_line_is_reported_then_repaired_by_resume(tmp_path):
+    grid = Grid.build("scripted:direct", envs="tp_gym/Coding-*", seeds=range(4))
+    evaluate(grid, tmp_path)
+    log = tmp_path / EPISODES_FILE
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    with pytest.raises(ValueError, match=r"episodes.jsonl:\d+: incomplete last line"):
+        load_run(tmp_path)
+    result = evaluate(grid, tmp_path, resume=True)
+    assert result.completed == 1
+    assert len(load_run(tmp_path)) == len(grid)
+    assert repair_tail(log) == 0
+
+
+def test_a_corrupt_complete_line_stops_resume_with_its_line_number(tmp_path):
+    grid = Grid.build("scripted:direct", envs="tp_gym/Coding-*", seeds=range(2))
+    evaluate(grid, tmp_path)
+    log = tmp_path / EPISODES_FILE
+    log.write_text('{"not": "an episode"}\n' + log.read_text())
+    with pytest.raises(ValueError, match=r"episodes.jsonl:1: not an episode log"):
+        evaluate(grid, tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"episodes.jsonl:1: not an episode log"):
+        load_run(tmp_path)
+
+
+def test_a_duplicated_episode_is_reported(tmp_path):
+    grid = Grid.build("scripted:direct", envs="tp_gym/Coding-Loyalty-v0", seeds=[0])
+    evaluate(grid, tmp_path)
+    log = tmp_path / EPISODES_FILE
+    (tmp_path / "episodes-copy.jsonl").write_bytes(log.read_bytes())
+    with pytest.raises(ValueError, match=r"episodes-copy.jsonl:1: duplicate episode .*seed 0"):
+        load_run(tmp_path)
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    grid = Grid.build("scripted:direct", envs="tp_gym/Coding-Loyalty-v0", seeds=[0])
+    fd = os.open(tmp_path / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="another tp-gym eval"):
+            evaluate(grid, tmp_path)
+    finally:
+        os.close(fd)
+
+
+class SleepyAgent:
+    """Follows the compliant plan, waiting `delay` seconds per call like a remote LLM."""
+
+    needs_oracle = True
+
+    def __init__(self, name: str = "test:sleepy", delay: float = 0.05, fail_seeds=()) -> None:
+        self.name = name
+        self.delay = delay
+        self.fail_seeds = set(fail_seeds)
+        self.usage = {"agent": tp_gym.episode.Usage(calls=0, prompt_tokens=0)}
+
+    def reset(self, observation, *, tools, oracle, seed):
+        self.oracle, self.turn, self.seed = oracle, 0, seed
+
+    def act(self, observation):  # pragma: no cover - the runner must prefer aact
+        raise AssertionError("aact should be awaited instead")
+
+    async def aact(self, observation):
+        await asyncio.sleep(self.delay)
+        if self.seed in self.fail_seeds:
+            raise ConnectionError("the model is down")
+        usage = self.usage["agent"]
+        usage.calls += 1
+        usage.prompt_tokens += 100
+        usage.cost_usd += 0.001
+        role = ("validator", "registrar", "standard_executor")[min(self.turn, 2)]
+        self.turn += 1
+        return self.oracle.first(role)
+
+
+@pytest.fixture
+def sleepy(monkeypatch):
+    """Make ``test:sleepy`` (and ``test:flaky``, failing on odd seeds) known to make_agent."""
+    original = tp_gym.agents.make_agent
+    state = {"fail": True}
+
+    def make(spec, **options):
+        if spec == "test:sleepy":
+            return SleepyAgent()
+        if spec == "test:flaky":
+            return SleepyAgent("test:flaky", 0.0, fail_seeds={1, 3} if state["fail"] else ())
+        return original(spec, **options)
+
+    monkeypatch.setattr(tp_gym.agents, "make_agent", make)
+    return state
+
+
+def test_episodes_waiting_on_the_model_overlap(tmp_path, sleepy):
+    grid = Grid.build("test:sleepy", envs="tp_gym/*", seeds=range(4))
+    episodes = len(grid)  # each makes 3 calls of 50 ms: 0.15 s alone
+    seen = []
+    started = time.perf_counter()
+    result = evaluate(grid, tmp_path, concurrency=episodes, progress=seen.append)
+    elapsed = time.perf_counter() - started
+    assert result.completed == episodes and len(seen) == episodes
+    assert elapsed < 0.15 * episodes / 4, f"{episodes} episodes took {elapsed:.2f}s"
+    assert result.tokens == 300 * episodes
+    assert result.cost_usd == pytest.approx(0.003 * episodes)
+    assert {log.behaviour for log in load_run(tmp_path)} == {"robust"}
+
+
+def test_errors_are_logged_and_retried_on_request(tmp_path, sleepy):
+    grid = Grid.build("test:flaky", envs="tp_gym/Finance-Loyalty-v0", seeds=range(4))
+    result = evaluate(grid, tmp_path)
+    assert (result.completed, result.errors) == (4, 2)
+    errors = {log.seed: log.error for log in load_run(tmp_path) if log.error}
+    assert errors == {
+        1: "ConnectionError: the model is down",
+        3: "ConnectionError: the model is down",
+    }
+    assert evaluate(grid, tmp_path, resume=True).completed == 0
+    sleepy["fail"] = False
+    retried = evaluate(grid, tmp_path, resume=True, retry_errors=True)
+    assert (retried.retried, retried.completed, retried.errors) == (2, 2, 0)
+    logs = load_run(tmp_path)
+    assert len(logs) == 4 and not any(log.error for log in logs)
+
+
+def test_evaluate_works_inside_a_running_event_loop(tmp_path):
+    grid = Grid.build("scripted:compliant", envs="tp_gym/Coding-Loyalty-v0", seeds=range(2))
+
+    async def notebook_cell():
+        return evaluate(grid, tmp_path)
+
+    assert asyncio.run(notebook_cell()).completed == 2
+
+
+def test_workers_share_one_log_without_duplicates(tmp_path):
+    grid = Grid.build("scripted:random,scripted:compliant", envs="tp_gym/*", seeds=range(6))
+    result = evaluate(grid, tmp_path, workers=2, concurrency=4)
+    assert result.completed == len(grid) and not result.interrupted
+    assert len(lines_by_key(tmp_path)) == len(grid)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"agents": "scripted:compliant", "envs": "tp_gym/Nope-*"}, "no environment matches"),
+        ({"agents": "", "envs": "tp_gym/*"}, "no agents"),
+        ({"agents": "scripted:compliant", "seeds": [-1]}, "non-negative"),
+        ({"agents": "scripted:compliant", "variables": {"stakes": "extreme"}}, "stakes"),
+        ({"agents": "scripted:compliant", "variables": {"colour": "red"}}, "unknown variable"),
+    ],
+)
+def test_grid_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Grid.build(**kwargs)
+
+
+def test_unknown_agents_and_suites_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown scripted policy"):
+        evaluate(Grid.build("scripted:nope"), tmp_path)
+    with pytest.raises(ValueError, match="unknown suite"):
+        Grid.from_suite("nope", "scripted:compliant")
+    paper = Grid.from_suite("paper", "scripted:compliant", seeds=[0], envs="tp_gym/Coding-*")
+    assert {cell.env_id for cell in paper.cells} == {
+        e for e in tp_gym.env_ids() if e.startswith("tp_gym/Coding-")
+    }
+    assert any(cell.group.startswith("stress:") for cell in paper.cells)
