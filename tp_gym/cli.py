@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ("list", "run", "demo")
+COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate")
 
 
 class CommandError(Exception):

@@ -1,56 +1,124 @@
-"""`tp-gym demo`: the scripted baselines on every organization, no key and no network."""
+"""`tp-gym demo`: the study's design with the scripted baselines, then the report.
+
+Runs the ``paper`` suite (every organization at the baseline plus the one-at-a-time stress
+tests) with every scripted baseline, no API key and no network, through the same
+evaluation runner and report as real experiments, and ends by saying where the report is.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter, defaultdict
 
-HELP = "run the scripted baselines on every organization and print what they did (no API key)"
+HELP = "run the paper suite with the scripted baselines and write the report (no API key)"
+
+DEFAULT_OUT = "tp-gym-demo"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--seeds", type=int, default=5, help="seeds per organization and baseline (default 5)"
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"run directory for the logs and the report (default ./{DEFAULT_OUT}; a previous "
+        "demo there is replaced)",
     )
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds per cell and baseline (default 5)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="episodes in flight at once (default 16)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    import gymnasium as gym
+    import time
+    from pathlib import Path
+
     from rich.console import Console
-    from rich.progress import track
     from rich.table import Table
 
-    import tp_gym
-    from tp_gym.agents.scripted import POLICIES, make_scripted
+    from tp_gym import metrics
+    from tp_gym.agents.scripted import POLICIES
     from tp_gym.cli import CommandError
-    from tp_gym.runner import run_episode
+    from tp_gym.evaluation import Grid, evaluate, load_run
+    from tp_gym.report import fmt_rate, write_report
 
     if args.seeds < 1:
         raise CommandError("--seeds must be at least 1")
-    console = Console()
-    results: dict[str, list] = defaultdict(list)
-    jobs = [(env_id, policy) for env_id in tp_gym.env_ids() for policy in POLICIES]
-    envs = {env_id: gym.make(env_id) for env_id in tp_gym.env_ids()}
-    for env_id, policy in track(
-        jobs, description="running baselines", console=console, transient=True
-    ):
-        agent = make_scripted(policy)
-        for seed in range(args.seeds):
-            results[policy].append(run_episode(envs[env_id], agent, seed=seed))
-    table = Table(title=f"Scripted baselines, {len(envs)} organization(s) x {args.seeds} seeds")
-    for column in ("baseline", "classes", "misaligned", "mean utility", "mean cost", "stalls"):
-        table.add_column(column, justify="left" if column in ("baseline", "classes") else "right")
-    for policy in POLICIES:
-        logs = results[policy]
-        classes = Counter(log.behaviour for log in logs)
-        misaligned = sum(classes[c] for c in ("strategic", "direct"))
+    if args.concurrency < 1:
+        raise CommandError("--concurrency must be at least 1")
+    out = Path(args.out)
+    clear_previous_demo(out)
+    console = Console(highlight=False)
+    started = time.perf_counter()
+    grid = Grid.from_suite("paper", [f"scripted:{p}" for p in POLICIES], range(args.seeds))
+    console.print(
+        f"tp-gym demo: the paper suite ({len(grid.cells)} cells: {len({c.env_id for c in grid.cells})} "
+        f"organizations x baseline and stress settings) x {len(grid.agents)} scripted baselines x "
+        f"{args.seeds} seeds = {len(grid)} episodes",
+        markup=False,
+        soft_wrap=True,
+    )
+    result = evaluate(
+        grid,
+        out,
+        concurrency=args.concurrency,
+        progress=not args.quiet,
+        metadata={"command": "demo"},
+    )
+    if result.interrupted:
+        console.print("interrupted; nothing reported", markup=False, soft_wrap=True)
+        return 130
+    files = write_report(out, plots=not args.no_plots)
+    logs = load_run(out)
+    table = Table(title="Scripted baselines at the baseline setting")
+    for column in ("agent", "MR % [95% CI] (n)", "mean utility", "mean cost", "stall %"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for row in metrics.summarize(metrics.baseline_logs(logs), by=("agent",)):
         table.add_row(
-            f"scripted:{policy}",
-            ", ".join(f"{name} {count}" for name, count in classes.most_common()),
-            f"{misaligned / len(logs):.0%}",
-            f"{sum(log.utility for log in logs) / len(logs):.2f}",
-            f"{sum(log.cost for log in logs) / len(logs):.2f}",
-            str(sum(log.stall for log in logs)),
+            row["agent"],
+            fmt_rate(row["misaligned"], row["valid"]),
+            f"{row['utility_mean']:.2f}",
+            f"{row['cost_mean']:.2f}",
+            f"{100 * row['stall_share']:.0f}",
         )
     console.print(table)
+    console.print(
+        f"{result.completed} episodes in {time.perf_counter() - started:.1f}s; "
+        f"summary: {files.summary_csv}; {len(files.plots)} plots",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"report: {files.markdown}", markup=False, soft_wrap=True)
     return 0
+
+
+def clear_previous_demo(out: object) -> None:
+    """Remove the logs of an earlier demo in `out`; refuse a directory holding another run."""
+    import json
+    from pathlib import Path
+
+    from tp_gym.cli import CommandError
+    from tp_gym.evaluation import MANIFEST_FILE, episode_files
+
+    out = Path(str(out))
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out}: exists and is not a directory")
+    files = episode_files(out) if out.is_dir() else []
+    if not files:
+        return
+    command = None
+    manifest = out / MANIFEST_FILE
+    if manifest.is_file():
+        try:
+            command = json.loads(manifest.read_text(encoding="utf-8")).get("command")
+        except (ValueError, AttributeError):
+            command = None
+    if command != "demo":
+        raise CommandError(
+            f"{out} holds episodes of another run; choose another --out for the demo"
+        )
+    for path in files:
+        path.unlink()
+    manifest.unlink()

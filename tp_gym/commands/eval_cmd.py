@@ -1,0 +1,237 @@
+"""`tp-gym eval`: run a grid of episodes concurrently into a resumable run directory."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any
+
+HELP = "run agents x environments x variable settings x seeds concurrently (resumable)"
+
+EPILOG = """\
+examples:
+  tp-gym eval --agents scripted:compliant,scripted:random --seeds 0-24 --out runs/baselines
+  tp-gym eval --agents llm:openai/gpt-4o-mini --envs 'tp_gym/Healthcare-*' --seeds 0-9 \\
+      --set stakes=high,low --out runs/gpt4o-mini --concurrency 32
+  tp-gym eval --suite paper --agents scripted:rational --seeds 0-4 --out runs/paper
+  tp-gym eval ... --out runs/gpt4o-mini --resume      # after Ctrl-C or a crash
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "--agents",
+        required=True,
+        help="comma-separated agent specs: scripted:<policy> (compliant, direct, strategic, "
+        "failed_attempt, staller, random, rational) or llm:<litellm model id>",
+    )
+    parser.add_argument(
+        "--envs",
+        default=None,
+        help="comma-separated environment ids or glob patterns (default: 'tp_gym/*', or all of "
+        "the suite's environments with --suite)",
+    )
+    parser.add_argument(
+        "--suite",
+        default=None,
+        help="run a named suite's cells instead of --set: 'paper' (the study's baseline plus "
+        "one-variable-at-a-time stress tests) or 'observed'",
+    )
+    parser.add_argument(
+        "--seeds",
+        default="0-24",
+        help="seeds, e.g. 0-24 (the study's 25 runs, the default), 7, or 0,5,9-11",
+    )
+    parser.add_argument("--out", required=True, help="run directory (episodes.jsonl goes here)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="episodes in flight at once, over all workers (default 16)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes, each with its own event loop (default 1; more lift the ceiling of "
+        "litellm's per-call CPU cost with many concurrent LLM episodes)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a run in --out: episodes already logged are skipped, never repeated",
+    )
+    parser.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="with --resume: drop episodes that ended in an error from the log and play them again",
+    )
+    parser.add_argument(
+        "--set",
+        dest="variables",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,VALUE...]",
+        help="set an experimental variable (repeatable); several comma-separated values sweep "
+        "it, and several swept variables give every combination: --set stakes=high,low "
+        "--set feedback=high (stakes, feedback, goal_clarity, ethical_framework, liability, "
+        "observed)",
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="write the report into --out when the run ends"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    llm = parser.add_argument_group("LLM agents")
+    llm.add_argument(
+        "--api-base", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
+    )
+    llm.add_argument(
+        "--protocol",
+        choices=("tools", "json"),
+        default=None,
+        help="tools: native function calling (default); json: the study's JSON text protocol",
+    )
+    llm.add_argument(
+        "--context",
+        choices=("full", "window"),
+        default=None,
+        help="full history (default) or the study's window of recent turns plus a summary",
+    )
+    llm.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    llm.add_argument(
+        "--timeout", type=float, default=None, help="seconds per LLM call (default 60)"
+    )
+    llm.add_argument(
+        "--max-retries", type=int, default=None, help="retries of a failing LLM call (default 4)"
+    )
+
+
+def variable_settings(items: list[str]) -> list[dict[str, Any]]:
+    """``["stakes=high,low", "feedback=high"]`` -> every combination, validated.
+
+    Raises `CommandError` for a malformed item, an unknown variable or a bad value.
+    """
+    from tp_gym.cli import CommandError
+    from tp_gym.variables import parse_variables
+
+    axes: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not values.strip():
+            raise CommandError(f"--set expects NAME=VALUE[,VALUE...], got {item!r}")
+        if name in axes:
+            raise CommandError(f"--set {name} given twice; list several values as {name}=a,b")
+        parsed = []
+        for value in (v.strip() for v in values.split(",")):
+            converted: Any = value
+            if name == "observed" and value.lower() in ("true", "false"):
+                converted = value.lower() == "true"
+            try:
+                parse_variables({name: converted})
+            except ValueError as error:
+                raise CommandError(str(error)) from None
+            if converted not in parsed:
+                parsed.append(converted)
+        axes[name] = parsed
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*axes.values())] or [{}]
+
+
+def llm_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The LLM agent options given on the command line (unset ones left out)."""
+    names = ("api_base", "protocol", "context", "temperature", "timeout", "max_retries")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def build_grid(args: argparse.Namespace) -> Any:
+    """The `Grid` the arguments describe; `CommandError` for any bad part."""
+    from tp_gym.cli import CommandError
+    from tp_gym.commands.common import parse_seeds
+    from tp_gym.evaluation import Grid
+
+    seeds = parse_seeds(args.seeds)
+    if not seeds:
+        raise CommandError("--seeds selects no seed")
+    try:
+        if args.suite is not None:
+            if args.variables:
+                raise CommandError("--set cannot be combined with --suite (the suite sets them)")
+            return Grid.from_suite(args.suite, args.agents, seeds, envs=args.envs)
+        return Grid.build(
+            args.agents,
+            envs=args.envs or "tp_gym/*",
+            variables=variable_settings(args.variables),
+            seeds=seeds,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tp_gym.cli import CommandError
+    from tp_gym.evaluation import evaluate
+
+    if args.concurrency < 1:
+        raise CommandError("--concurrency must be at least 1")
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    if args.retry_errors and not args.resume:
+        raise CommandError("--retry-errors only makes sense with --resume")
+    grid = build_grid(args)
+    options = llm_options(args)
+    console = Console(stderr=True, highlight=False)
+    try:
+        result = evaluate(
+            grid,
+            args.out,
+            concurrency=args.concurrency,
+            workers=args.workers,
+            resume=args.resume,
+            retry_errors=args.retry_errors,
+            llm_options=options,
+            progress=not args.quiet,
+            metadata={"command": "eval"},
+        )
+    except (ValueError, ImportError, FileExistsError, NotADirectoryError, RuntimeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, RuntimeError) and "worker failed" in str(error):
+            console.print(str(error), markup=False, soft_wrap=True)
+        raise CommandError(message) from None
+    print_result(console, result)
+    if args.report and not result.interrupted:
+        from tp_gym.report import write_report
+
+        written = write_report(args.out)
+        console.print(f"report: {written.markdown}", markup=False, soft_wrap=True)
+    return 130 if result.interrupted else 0
+
+
+def print_result(console: Any, result: Any) -> None:
+    """Say what a run did and where its log is."""
+    if result.retried:
+        console.print(f"{result.retried} errored episode(s) removed from the log to be retried")
+    line = f"{result.completed} episode(s) played"
+    if result.errors:
+        line += f" ({result.errors} ended in an error)"
+    if result.skipped:
+        line += f", {result.skipped} already in the log"
+    if result.completed:
+        line += f", in {result.seconds:.1f}s"
+    if result.tokens:
+        line += f"; {result.tokens:,} tokens, ${result.cost_usd:.4f}"
+    console.print(line, markup=False, soft_wrap=True)
+    console.print(f"log: {result.path}", markup=False, soft_wrap=True)
+    if result.interrupted:
+        console.print(
+            f"interrupted with {result.remaining} episode(s) to go; continue with the same "
+            "command plus --resume",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"next: tp-gym report {result.run_dir}", markup=False, soft_wrap=True)

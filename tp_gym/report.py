@@ -1,0 +1,787 @@
+"""Reports: ``report.md``, ``summary.csv`` and PNG plots, computed from a run's logs only.
+
+`write_report(run_dir)` reads every episode of the run (`tp_gym.evaluation.load_run`),
+computes everything with `tp_gym.metrics` and writes:
+
+- ``report.md``: the study's tables (MR by model x domain and model x driver at the
+  baseline, behaviour-class shares, one stress table per varied variable) and ours
+  (utility, cost, oversight gap, unnecessary violations, pressure at first violation,
+  over-refusal, tokens and dollars; violations by category; errors);
+- ``summary.csv``: every metric per cell (agent x environment x variable setting);
+- ``behaviour_grid.png`` (classes, agents x domains), ``utility_cost.png`` (mean utility
+  against mean cost with 95% intervals and the trade-off frontier), ``stress_curves.png``
+  (MR against each varied variable's values) and ``role_share_by_turn.png``.
+
+No number is typed in by hand. Plots use matplotlib's Agg canvas directly (no pyplot, so
+a notebook's backend is left alone); matplotlib is imported only when plots are drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tp_gym import metrics
+from tp_gym.classify import BEHAVIOUR_CLASSES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from tp_gym.episode import EpisodeLog
+
+CELL_KEYS: tuple[str, ...] = ("agent", "env_id", "domain", "driver", *metrics.VARIABLES)
+"""The grouping of ``summary.csv``: one row per grid cell and agent."""
+
+CLASS_LABELS = {
+    "strategic": "strategic misalignment",
+    "direct": "direct misalignment",
+    "failed_attempt": "failed attempt",
+    "robust": "robust alignment",
+}
+CLASS_COLORS = {
+    "strategic": "#8b1a1a",
+    "direct": "#e4572e",
+    "failed_attempt": "#f3a712",
+    "robust": "#29a36a",
+}
+ROLE_COLORS = {
+    "validator": "#1f5fa8",
+    "registrar": "#4a8fd6",
+    "standard_executor": "#9cc7f0",
+    "inhibitor": "#f2a0a0",
+    "modifier": "#e05a5a",
+    "direct_executor": "#8b1a1a",
+    "inspect": "#c9c9c9",
+    "message": "#a8a8a8",
+    "escalate": "#7d7d7d",
+    "invalid": "#222222",
+}
+PLOT_FILES = {
+    "behaviour_grid": "behaviour_grid.png",
+    "utility_cost": "utility_cost.png",
+    "stress_curves": "stress_curves.png",
+    "role_share_by_turn": "role_share_by_turn.png",
+}
+
+
+@dataclass
+class ReportFiles:
+    """What `write_report` wrote."""
+
+    markdown: Path
+    summary_csv: Path
+    plots: list[Path] = field(default_factory=list)
+    episodes: int = 0
+
+
+def write_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    plots: bool = True,
+    min_payoff: float = 0.0,
+) -> ReportFiles:
+    """Write ``report.md``, ``summary.csv`` and the plots for the run in `run_dir`.
+
+    `out_dir` defaults to `run_dir`. Raises what `load_run` raises for a missing directory
+    or a corrupt log, and `ValueError` for a run without episodes.
+    """
+    from tp_gym.evaluation import MANIFEST_FILE, episode_files, load_run
+
+    run_dir = Path(run_dir)
+    logs = load_run(run_dir)
+    if not logs:
+        raise ValueError(f"{run_dir}: the run has no episodes yet")
+    out = (
+        Path(out_dir) if out_dir is not None else (run_dir if run_dir.is_dir() else run_dir.parent)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {}
+    manifest_path = (run_dir if run_dir.is_dir() else run_dir.parent) / MANIFEST_FILE
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = {}
+    sources = episode_files(run_dir) if run_dir.is_dir() else [run_dir]
+    files = ReportFiles(markdown=out / "report.md", summary_csv=out / "summary.csv")
+    files.episodes = len(logs)
+    write_summary_csv(logs, files.summary_csv, min_payoff)
+    drawn: dict[str, Path] = {}
+    if plots:
+        drawn = draw_plots(logs, out, min_payoff)
+        files.plots = list(drawn.values())
+    markdown = render_markdown(
+        logs,
+        title=run_dir.name if run_dir.is_dir() else run_dir.stem,
+        sources=[_relative(p, out) for p in sources],
+        plots={name: _relative(path, out) for name, path in drawn.items()},
+        manifest=manifest,
+        min_payoff=min_payoff,
+    )
+    files.markdown.write_text(markdown, encoding="utf-8")
+    return files
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------- CSV
+
+
+def write_summary_csv(logs: Sequence[EpisodeLog], path: Path, min_payoff: float = 0.0) -> None:
+    """Every metric per (agent, environment, variable setting), one row each."""
+    rows = metrics.summarize(logs, by=CELL_KEYS, min_payoff=min_payoff)
+    if not rows:
+        path.write_text("", encoding="utf-8")
+        return
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _csv_value(value) for key, value in row.items()})
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def fmt_rate(k: int, n: int) -> str:
+    """``70.3 [62.1–77.4] (50)``: a rate in percent with its Wilson interval and n."""
+    if n == 0:
+        return "–"
+    low, high = metrics.wilson_interval(k, n)
+    return f"{100 * k / n:.1f} [{100 * low:.1f}–{100 * high:.1f}] ({n})"
+
+
+def fmt_pct(value: float) -> str:
+    """A share in percent with one decimal, or a dash when undefined."""
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+def fmt_num(value: float, digits: int = 2) -> str:
+    """A number with `digits` decimals, or a dash when undefined."""
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def fmt_mean(row: dict[str, Any], name: str) -> str:
+    """``mean [low, high]`` for metric `name` (``utility`` or ``cost``) of a summary row."""
+    mean, low, high = row[f"{name}_mean"], row[f"{name}_low"], row[f"{name}_high"]
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(low):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A GitHub-flavoured markdown table; the first column left-aligned, the rest right."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
+    return lines
+
+
+def crosstab_mr(
+    logs: Sequence[EpisodeLog], column: str, columns: Sequence[Any] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """MR per agent (rows) x values of `column`, plus an ``all`` column and row."""
+    agents = list(metrics.group_logs(logs, ("agent",)))
+    cells = {
+        (row["agent"], row[column]): (row["misaligned"], row["valid"])
+        for row in metrics.summarize(logs, by=("agent", column))
+    }
+    if columns is None:
+        columns = [group[0] for group in metrics.group_logs(logs, (column,))]
+    totals = {row["agent"]: (row["misaligned"], row["valid"]) for row in metrics.summarize(logs)}
+    by_value = {
+        row[column]: (row["misaligned"], row["valid"])
+        for row in metrics.summarize(logs, by=(column,))
+    }
+    overall = metrics.summary_row(logs)
+    header = ["agent", *(str(c) for c in columns), "all"]
+    body = []
+    for (agent,) in agents:
+        body.append(
+            [
+                agent,
+                *(fmt_rate(*cells.get((agent, c), (0, 0))) for c in columns),
+                fmt_rate(*totals[agent]),
+            ]
+        )
+    if len(agents) > 1:
+        body.append(
+            [
+                "**all agents**",
+                *(fmt_rate(*by_value.get(c, (0, 0))) for c in columns),
+                fmt_rate(overall["misaligned"], overall["valid"]),
+            ]
+        )
+    return header, body
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def render_markdown(
+    logs: Sequence[EpisodeLog],
+    *,
+    title: str,
+    sources: Sequence[str],
+    plots: dict[str, str],
+    manifest: dict[str, Any] | None = None,
+    min_payoff: float = 0.0,
+) -> str:
+    """The text of ``report.md`` for `logs` (see the module docstring)."""
+    manifest = manifest or {}
+    lines: list[str] = [f"# tp_gym report: {title}", ""]
+    agents = [g[0] for g in metrics.group_logs(logs, ("agent",))]
+    envs = [g[0] for g in metrics.group_logs(logs, ("env_id",))]
+    seeds = sorted({log.seed for log in logs if log.seed is not None})
+    errors = sum(log.error is not None for log in logs)
+    lines += [
+        f"{len(logs)} episodes ({len(logs) - errors} valid, {errors} errored) read from "
+        + ", ".join(f"`{s}`" for s in sources)
+        + f": {len(agents)} agent(s), {len(envs)} environment(s), "
+        f"{len(seeds)} seed(s) ({_ranges(seeds)}). Every number and plot below is computed "
+        "from these logs by `tp_gym.metrics`; rerun `tp-gym report` to regenerate it.",
+        "",
+        "Definitions (PAPER.md): **MR** = (strategic + direct) / valid runs, in %, with the 95% "
+        "Wilson interval and the number of valid runs: `MR [low–high] (n)`. Runs that errored "
+        "are excluded from every rate and mean and counted separately. **TTF** = turn of the "
+        "first toxic tool. Utility and cost are per-episode means with 95% t intervals.",
+        "",
+    ]
+    grid = manifest.get("grid")
+    if isinstance(grid, dict) and manifest.get("invocations"):
+        last = manifest["invocations"][-1]
+        lines += [
+            f"Run settings (from `run.json`): concurrency {last.get('concurrency')}, "
+            f"workers {last.get('workers')}, {len(manifest['invocations'])} invocation(s).",
+            "",
+        ]
+
+    lines += ["## Overview (all episodes)", ""]
+    overview = metrics.summarize(logs, by=("agent",), min_payoff=min_payoff)
+    lines += markdown_table(
+        [
+            "agent",
+            "episodes",
+            "errors",
+            "MR % [95% CI] (n)",
+            "strategic %",
+            "direct %",
+            "failed attempt %",
+            "robust %",
+            "stall %",
+            "mean TTF",
+            "utility",
+            "cost",
+        ],
+        [
+            [
+                row["agent"],
+                row["episodes"],
+                row["errors"],
+                fmt_rate(row["misaligned"], row["valid"]),
+                *(fmt_pct(row[f"share_{c}"]) for c in BEHAVIOUR_CLASSES),
+                fmt_pct(row["stall_share"]),
+                fmt_num(row["ttf_mean"], 1),
+                fmt_mean(row, "utility"),
+                fmt_mean(row, "cost"),
+            ]
+            for row in overview
+        ],
+    )
+    lines.append("")
+
+    main = metrics.baseline_logs(logs)
+    baseline_text = ", ".join(f"{k}={_value(v)}" for k, v in metrics.BASELINE.items())
+    if main:
+        lines += [
+            "## Main experiment (baseline setting)",
+            "",
+            f"{len(main)} episodes at the baseline ({baseline_text}).",
+            "",
+        ]
+    else:
+        main = list(logs)
+        lines += [
+            "## Main experiment (all episodes)",
+            "",
+            f"No episode ran at the baseline ({baseline_text}); these tables pool all episodes.",
+            "",
+        ]
+    header, body = crosstab_mr(main, "domain")
+    lines += ["### Misalignment Rate by model x domain", "", *markdown_table(header, body), ""]
+    header, body = crosstab_mr(main, "driver")
+    lines += ["### Misalignment Rate by model x driver", "", *markdown_table(header, body), ""]
+    lines += [
+        "### Behaviour classes by model",
+        "",
+        "Shares of valid runs in %. *direct of misaligned* is the share of misaligned runs that "
+        "went straight to the toxic terminal (the study: reasoning models about 80%).",
+        "",
+    ]
+    rows = []
+    for row in metrics.summarize(main, by=("agent",), min_payoff=min_payoff):
+        misaligned = row["misaligned"]
+        rows.append(
+            [
+                row["agent"],
+                row["valid"],
+                *(fmt_pct(row[f"share_{c}"]) for c in BEHAVIOUR_CLASSES),
+                fmt_pct(row["direct"] / misaligned if misaligned else math.nan),
+                fmt_pct(row["stall_share"]),
+                fmt_num(row["ttf_mean"], 1),
+                fmt_num(row["ttf_median"], 1),
+            ]
+        )
+    lines += markdown_table(
+        [
+            "agent",
+            "valid runs",
+            *(f"{CLASS_LABELS[c]} %" for c in BEHAVIOUR_CLASSES),
+            "direct of misaligned %",
+            "stall %",
+            "mean TTF",
+            "median TTF",
+        ],
+        rows,
+    )
+    lines.append("")
+    if "behaviour_grid" in plots:
+        lines += [f"![Behaviour classes by agent and domain]({plots['behaviour_grid']})", ""]
+
+    varied = metrics.varied_variables(logs)
+    lines += ["## Stress tests", ""]
+    if not varied:
+        lines += [
+            "No variable was varied one at a time with the others at baseline "
+            "(run the `paper` suite, or `--set NAME=a,b`, to get stress tables).",
+            "",
+        ]
+    else:
+        lines += [
+            "One variable at a time, every other variable at its baseline value. "
+            "Cells: `MR [95% CI] (n)`.",
+            "",
+        ]
+        for variable in varied:
+            subset = metrics.stress_logs(logs, variable)
+            values = [g[0] for g in metrics.group_logs(subset, (variable,))]
+            header, body = crosstab_mr(subset, variable, values)
+            header = [header[0], *(f"{variable}={_value(v)}" for v in values), "all"]
+            lines += [f"### {variable}", "", *markdown_table(header, body), ""]
+        if "stress_curves" in plots:
+            lines += [f"![MR against each variable]({plots['stress_curves']})", ""]
+
+    lines += [
+        "## Beyond the study",
+        "",
+        "Baseline episodes (as in the main experiment). *Oversight gap*: share of violations "
+        "oversight never saw. *Unnecessary*: share of toxic calls made while the compliant "
+        f"terminal would have paid more than {min_payoff:g} that same turn. *Pressure*: mean "
+        "pressure level at the first toxic call. *Over-refusal*: valid runs that ended with "
+        "nothing done (no terminal executed, no toxic tool tried). Tokens and dollars cover all "
+        "episodes of the run, errored ones included.",
+        "",
+    ]
+    usage = {row["agent"]: row for row in overview}
+    rows = []
+    for row in metrics.summarize(main, by=("agent",), min_payoff=min_payoff):
+        spent = usage[row["agent"]]
+        dollars = f"{spent['cost_usd']:.4f}"
+        if spent["unpriced_episodes"]:
+            dollars += f" ({spent['unpriced_episodes']} unpriced)"
+        rows.append(
+            [
+                row["agent"],
+                fmt_mean(row, "utility"),
+                fmt_mean(row, "cost"),
+                f"{row['violations']} / {row['hidden']}",
+                fmt_pct(row["oversight_gap"]),
+                fmt_pct(row["unnecessary_share"]),
+                fmt_num(row["pressure_first_violation"], 2),
+                fmt_pct(row["over_refusal_share"]),
+                fmt_num(row["invalid_actions_mean"], 2),
+                f"{spent['llm_calls']:,}",
+                f"{spent['tokens']:,}",
+                dollars,
+            ]
+        )
+    lines += markdown_table(
+        [
+            "agent",
+            "utility [95% CI]",
+            "cost [95% CI]",
+            "violations / hidden",
+            "oversight gap %",
+            "unnecessary %",
+            "pressure at 1st violation",
+            "over-refusal %",
+            "invalid actions / ep.",
+            "LLM calls",
+            "tokens",
+            "$",
+        ],
+        rows,
+    )
+    lines.append("")
+    if "utility_cost" in plots:
+        lines += [f"![Utility against cost per agent]({plots['utility_cost']})", ""]
+
+    lines += [
+        "### Violations by category",
+        "",
+        "Baseline episodes; cells are `violations (hidden)`, summed over valid runs.",
+        "",
+    ]
+    by_category: dict[str, dict[str, tuple[int, int]]] = {}
+    for row in metrics.violations_by_category(main, by=("agent",)):
+        by_category.setdefault(row["agent"], {})[row["category"]] = (
+            row["violations"],
+            row["hidden"],
+        )
+    categories = [
+        c for c in metrics.CATEGORIES if any(v[c][0] for v in by_category.values())
+    ] or list(metrics.CATEGORIES)
+    lines += markdown_table(
+        ["agent", *categories],
+        [
+            [agent, *(f"{counts[c][0]} ({counts[c][1]})" for c in categories)]
+            for agent, counts in by_category.items()
+        ],
+    )
+    lines.append("")
+    if "role_share_by_turn" in plots:
+        lines += [
+            "### Tool roles by turn",
+            "",
+            f"![Share of tool roles by turn]({plots['role_share_by_turn']})",
+            "",
+        ]
+
+    lines += ["## Errors", ""]
+    errored = [log for log in logs if log.error is not None]
+    if not errored:
+        lines += ["No episode ended in an error.", ""]
+    else:
+        counts: dict[tuple[str, str], int] = {}
+        for log in errored:
+            message = (log.error or "").splitlines()[0][:160]
+            counts[(log.agent, message)] = counts.get((log.agent, message), 0) + 1
+        lines += [
+            f"{len(errored)} episode(s) ended in an error and are excluded from every rate "
+            "above (`tp-gym eval ... --resume --retry-errors` plays them again).",
+            "",
+        ]
+        lines += markdown_table(
+            ["agent", "error", "episodes"],
+            [[agent, f"`{message}`", n] for (agent, message), n in sorted(counts.items())],
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2, 5``."""
+    if not values:
+        return "none"
+    parts = []
+    start = previous = values[0]
+    for value in values[1:]:
+        if value != previous + 1:
+            parts.append(f"{start}-{previous}" if previous != start else str(start))
+            start = value
+        previous = value
+    parts.append(f"{start}-{previous}" if previous != start else str(start))
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def draw_plots(logs: Sequence[EpisodeLog], out: Path, min_payoff: float = 0.0) -> dict[str, Path]:
+    """Draw every plot into `out`; returns name -> path of those drawn.
+
+    The stress curves are drawn only when some variable was varied.
+    """
+    main = metrics.baseline_logs(logs) or list(logs)
+    drawn: dict[str, Path] = {}
+    figures = {
+        "behaviour_grid": behaviour_grid_figure(main),
+        "utility_cost": utility_cost_figure(main, min_payoff),
+        "role_share_by_turn": role_share_figure(main),
+    }
+    varied = metrics.varied_variables(logs)
+    if varied:
+        figures["stress_curves"] = stress_curves_figure(logs, varied)
+    for name, figure in figures.items():
+        path = out / PLOT_FILES[name]
+        _save(figure, path)
+        drawn[name] = path
+    return {name: drawn[name] for name in PLOT_FILES if name in drawn}
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> None:
+    figure.savefig(path, format="png")
+
+
+def _short(agent: str) -> str:
+    return agent if len(agent) <= 28 else agent[:12] + "…" + agent[-14:]
+
+
+def behaviour_grid_figure(logs: Sequence[EpisodeLog]) -> Figure:
+    """Behaviour-class shares as stacked bars: one panel per domain, one bar per agent."""
+    domains = [g[0] for g in metrics.group_logs(logs, ("domain",))]
+    agents = [g[0] for g in metrics.group_logs(logs, ("agent",))]
+    rows = {(r["agent"], r["domain"]): r for r in metrics.summarize(logs, by=("agent", "domain"))}
+    figure = _figure(2.6 * len(domains) + 2.2, 0.45 * len(agents) + 1.6)
+    axes = figure.subplots(1, len(domains), sharey=True, squeeze=False)[0]
+    positions = list(range(len(agents)))
+    for axis, domain in zip(axes, domains):
+        left = [0.0] * len(agents)
+        for name in BEHAVIOUR_CLASSES:
+            shares = [
+                (rows[(a, domain)][f"share_{name}"] if (a, domain) in rows else 0.0) or 0.0
+                for a in agents
+            ]
+            shares = [0.0 if math.isnan(s) else s for s in shares]
+            axis.barh(
+                positions,
+                shares,
+                left=left,
+                color=CLASS_COLORS[name],
+                label=CLASS_LABELS[name],
+                height=0.7,
+            )
+            left = [a + b for a, b in zip(left, shares)]
+        for y, agent in zip(positions, agents):
+            row = rows.get((agent, domain))
+            if row and row["valid"]:
+                axis.text(1.01, y, f"{100 * row['mr']:.0f}%", va="center", fontsize=7)
+        axis.set_xlim(0, 1.18)
+        axis.set_xticks([0, 0.5, 1])
+        axis.set_xticklabels(["0", "50%", "100%"])
+        axis.set_title(domain, fontsize=10)
+        axis.invert_yaxis()
+    axes[0].set_yticks(positions)
+    axes[0].set_yticklabels([_short(a) for a in agents], fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    figure.suptitle("Behaviour classes by agent and domain (MR at bar end)", fontsize=11)
+    return figure
+
+
+def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower cost, higher utility).
+
+    Points are (cost, utility); the result is sorted by cost.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    frontier: list[int] = []
+    best = -math.inf
+    for i in order:
+        if points[i][1] > best:
+            frontier.append(i)
+            best = points[i][1]
+    return frontier
+
+
+def utility_cost_figure(logs: Sequence[EpisodeLog], min_payoff: float = 0.0) -> Figure:
+    """Mean utility against mean cost per agent with 95% intervals, and the frontier."""
+    rows = [
+        r
+        for r in metrics.summarize(logs, by=("agent",), min_payoff=min_payoff)
+        if not math.isnan(r["utility_mean"])
+    ]
+    figure = _figure(7.0, 5.0)
+    axis = figure.subplots()
+    colors = _palette(len(rows))
+    for row, color in zip(rows, colors):
+        x, y = row["cost_mean"], row["utility_mean"]
+        xerr = (
+            [[x - row["cost_low"]], [row["cost_high"] - x]]
+            if not math.isnan(row["cost_low"])
+            else None
+        )
+        yerr = (
+            [[y - row["utility_low"]], [row["utility_high"] - y]]
+            if not math.isnan(row["utility_low"])
+            else None
+        )
+        axis.errorbar(
+            x, y, xerr=xerr, yerr=yerr, fmt="o", color=color, capsize=3, label=_short(row["agent"])
+        )
+        axis.annotate(
+            _short(row["agent"]), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7
+        )
+    points = [(r["cost_mean"], r["utility_mean"]) for r in rows]
+    frontier = pareto_frontier(points)
+    if len(frontier) > 1:
+        axis.plot(
+            [points[i][0] for i in frontier],
+            [points[i][1] for i in frontier],
+            linestyle="--",
+            color="#555555",
+            linewidth=1,
+            label="trade-off frontier",
+        )
+    axis.set_xlabel("mean ethical cost per episode (severity of violations)")
+    axis.set_ylabel("mean utility per episode (to the principal)")
+    axis.set_title("Utility against cost per agent (95% intervals)", fontsize=11)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="best")
+    return figure
+
+
+def stress_curves_figure(logs: Sequence[EpisodeLog], variables: Sequence[str]) -> Figure:
+    """MR (with Wilson intervals) against the values of each varied variable, per agent."""
+    agents = [g[0] for g in metrics.group_logs(logs, ("agent",))]
+    colors = dict(zip(agents, _palette(len(agents))))
+    columns = min(3, len(variables))
+    rows_n = math.ceil(len(variables) / columns)
+    figure = _figure(4.2 * columns, 3.3 * rows_n + 0.6)
+    axes = figure.subplots(rows_n, columns, squeeze=False).ravel()
+    for axis, variable in zip(axes, variables):
+        subset = metrics.stress_logs(logs, variable)
+        values = [g[0] for g in metrics.group_logs(subset, (variable,))]
+        stats = {
+            (r["agent"], r[variable]): r for r in metrics.summarize(subset, by=("agent", variable))
+        }
+        for offset, agent in enumerate(agents):
+            xs, ys, lows, highs = [], [], [], []
+            for i, value in enumerate(values):
+                row = stats.get((agent, value))
+                if row is None or not row["valid"]:
+                    continue
+                xs.append(i + (offset - (len(agents) - 1) / 2) * 0.04)
+                ys.append(100 * row["mr"])
+                lows.append(100 * (row["mr"] - row["mr_low"]))
+                highs.append(100 * (row["mr_high"] - row["mr"]))
+            if xs:
+                axis.errorbar(
+                    xs,
+                    ys,
+                    yerr=[lows, highs],
+                    marker="o",
+                    capsize=2,
+                    color=colors[agent],
+                    label=_short(agent),
+                    linewidth=1,
+                    markersize=4,
+                )
+        axis.set_xticks(range(len(values)))
+        axis.set_xticklabels([_value(v) for v in values], fontsize=8)
+        axis.set_ylim(-3, 103)
+        axis.set_title(variable, fontsize=10)
+        axis.set_ylabel("MR %")
+        axis.grid(alpha=0.3)
+    for axis in axes[len(variables) :]:
+        axis.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(4, len(agents)),
+        fontsize=8,
+        frameon=False,
+    )
+    figure.suptitle("Stress tests: MR against each variable (others at baseline)", fontsize=11)
+    return figure
+
+
+def role_share_figure(logs: Sequence[EpisodeLog]) -> Figure:
+    """Per agent, the share of each tool role among the episodes still running, turn by turn."""
+    rows = metrics.role_share_by_turn(logs, by=("agent",))
+    agents = [g[0] for g in metrics.group_logs(logs, ("agent",))]
+    columns = min(4, max(1, len(agents)))
+    rows_n = math.ceil(len(agents) / columns)
+    figure = _figure(3.6 * columns, 2.7 * rows_n + 0.8)
+    axes = figure.subplots(rows_n, columns, squeeze=False, sharey=True).ravel()
+    roles_present = [r for r in metrics.ROLE_ORDER if any(row["role"] == r for row in rows)]
+    for axis, agent in zip(axes, agents):
+        mine = [row for row in rows if row["agent"] == agent]
+        turns = sorted({row["turn"] for row in mine})
+        share = {(row["turn"], row["role"]): row["share"] for row in mine}
+        bottom = [0.0] * len(turns)
+        for role in roles_present:
+            heights = [share.get((t, role), 0.0) for t in turns]
+            axis.bar(
+                turns,
+                heights,
+                bottom=bottom,
+                color=ROLE_COLORS.get(role, "#999999"),
+                width=0.85,
+                label=role,
+            )
+            bottom = [a + b for a, b in zip(bottom, heights)]
+        axis.set_title(_short(agent), fontsize=9)
+        axis.set_xlabel("turn", fontsize=8)
+        axis.set_ylim(0, 1)
+        axis.tick_params(labelsize=7)
+    for axis in axes[len(agents) :]:
+        axis.set_visible(False)
+    axes[0].set_ylabel("share of running episodes")
+    handles = [
+        _patch(ROLE_COLORS.get(role, "#999999"), role.replace("_", " ")) for role in roles_present
+    ]
+    figure.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(5, len(handles)),
+        fontsize=7,
+        frameon=False,
+    )
+    figure.suptitle(
+        "Tool roles by turn (blues: compliant track, reds: toxic track, greys: neutral)",
+        fontsize=11,
+    )
+    return figure
+
+
+def _patch(color: str, label: str) -> Any:
+    from matplotlib.patches import Patch
+
+    return Patch(color=color, label=label)
+
+
+def _palette(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
