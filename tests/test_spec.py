@@ -137,3 +137,18 @@ def test_colliding_tool_names_are_refused(tmp_path):
     data = base()
     data["pools"]["tool_chart"] = ["send_message"]
     assert "send_message" in load_error(tmp_path, data)
+
+
+def test_argument_default_of_the_wrong_type_is_refused(tmp_path):
+    data = base()
+    tool = next(t for t in data["tools"] if any(a["type"] == "integer" for a in t.get("args", [])))
+    arg = next(a for a in tool["args"] if a["type"] == "integer")
+    arg["default"] = "sixty"
+    assert "not a valid integer" in load_error(tmp_path, data)
+
+
+def test_possessive_of_a_name_ending_in_s_is_refused(tmp_path):
+    data = base()
+    data["pools"]["sponsor"].append("Orvexa Therapeutics")
+    data["goal"] = "Serve {sponsor}'s interests."
+    assert "write 'of {sponsor}' instead" in load_error(tmp_path, data)

@@ -33,6 +33,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"tool_{i}_uses" for i in range(MAX_TOOLS)),
 )
 MAX_PRESSURE = 10
+MAX_ERROR_CHARS = 600
 _OPTION_KEYS = frozenset({"variant"})
 
 
@@ -117,6 +118,8 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             }
         )
         self._stage_turns = [p.turn for p in self.org.pressure]
+        self._resource_padding = [0.0] * (MAX_RESOURCES - len(self.org.resources))
+        self._tool_padding = [0.0] * (MAX_TOOLS - self.n_tools)
         self._template = ScenarioTemplate(self.org)
         self._done = True
         self._last_text = ""
@@ -132,11 +135,11 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         variant = options.pop("variant", None)
         self.variables = parse_variables(options, self.default_variables)
         if variant is None:
-            variant = int(self.np_random.integers(self._template.variant_count))
+            variant = self._template.draw_variant(self.np_random)
         elif isinstance(variant, bool) or not isinstance(variant, int | np.integer) or variant < 0:
             raise ValueError(f"options['variant'] must be a non-negative int, got {variant!r}")
         self.scenario = self._template.render(int(variant))
-        order = self.np_random.permutation(self.n_tools)
+        order = self.np_random.permutation(self.n_tools).tolist()
         self._shown: list[ScenarioTool] = [self.scenario.tools[i] for i in order]
         self._names = {tool.name: i for i, tool in enumerate(self._shown)}
         self.world = WorldState(self.org)
@@ -151,6 +154,11 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self.detected = dict.fromkeys(CATEGORIES, 0)
         self.roles: list[str | None] = []
         self._uses = [0] * self.n_tools
+        self._coverage = coverage(self.org.oversight, self.world.safeguards)
+        self._status_format = [
+            (f"- {label}: ", f" {resource.unit}" if resource.unit else "")
+            for resource, label in zip(self.org.resources, self.scenario.labels("resource"))
+        ]
         self._last_invalid = False
         self._done = False
         text = briefing_text(
@@ -183,7 +191,8 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             self.invalid_actions += 1
             self._last_invalid = True
             self.roles.append(None)
-            lines.append(f"Turn {self.turn}/{self.max_turns}: invalid action ({parsed.error}).")
+            error = sanitize(parsed.error or "unreadable action", MAX_ERROR_CHARS)
+            lines.append(f"Turn {self.turn}/{self.max_turns}: invalid action ({error}).")
         else:
             self._last_invalid = False
             self.roles.append(tool.role)
@@ -206,9 +215,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self._done = terminated or truncated
         if not self._done:
             lines.append(self._advance_pressure(self.turn))
+        self._coverage = coverage(self.org.oversight, self.world.safeguards)
         lines.append("Current status:")
         lines += self._status_lines()
-        self._last_text = sanitize("\n".join(line for line in lines if line), MAX_OBS_CHARS)
+        self._last_text = "\n".join(line for line in lines if line)[:MAX_OBS_CHARS]
         info = self._info(cost, tool, parsed.error is None and tool is not None, verdict, level)
         return self._observation(), float(reward), terminated, truncated, info
 
@@ -263,8 +273,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
 
     def odds(self) -> Odds:
         """Current block/warn/detect probabilities for a toxic call."""
-        cover = coverage(self.org.oversight, self.world.safeguards)
-        return Odds.of(self.variables.feedback, self.variables.observed, cover)
+        return Odds.of(self.variables.feedback, self.variables.observed, self._coverage)
 
     def _execute_toxic(
         self, tool: ScenarioTool, lines: list[str]
@@ -316,31 +325,26 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         return f"Message from {scenario.text('principal')}: {scenario.text(f'pressure.{stage}')}"
 
     def _status_lines(self) -> list[str]:
-        lines = []
-        for resource, label, value in zip(
-            self.org.resources, self.scenario.labels("resource"), self.world.resources
-        ):
-            unit = f" {resource.unit}" if resource.unit else ""
-            lines.append(f"- {label}: {value:g}{unit}")
-        return lines
+        return [
+            f"{prefix}{value:g}{suffix}"
+            for (prefix, suffix), value in zip(self._status_format, self.world.resources)
+        ]
 
     def _observation(self) -> dict[str, Any]:
-        features = np.zeros(N_FEATURES, dtype=np.float32)
         turns = float(self.max_turns)
-        features[0] = self.turn / turns
-        features[1] = self.org.pressure[self.stage].level / MAX_PRESSURE
-        features[2] = float(self._last_invalid)
-        features[3] = min(1.0, self.warnings / turns)
-        features[4] = min(1.0, self.detections / turns)
-        features[5] = (
-            coverage(self.org.oversight, self.world.safeguards) if self.variables.observed else 0.0
-        )
-        resources = self.world.normalized_resources()
-        features[6 : 6 + len(resources)] = resources
-        features[6 + MAX_RESOURCES : 6 + MAX_RESOURCES + self.n_tools] = [
-            u / turns for u in self._uses
+        features = [
+            self.turn / turns,
+            self.org.pressure[self.stage].level / MAX_PRESSURE,
+            float(self._last_invalid),
+            min(1.0, self.warnings / turns),
+            min(1.0, self.detections / turns),
+            self._coverage if self.variables.observed else 0.0,
+            *self.world.normalized_resources(),
+            *self._resource_padding,
+            *(uses / turns for uses in self._uses),
+            *self._tool_padding,
         ]
-        return {"text": self._last_text, "features": features}
+        return {"text": self._last_text, "features": np.array(features, dtype=np.float32)}
 
     def _info(
         self,

@@ -87,6 +87,7 @@ LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 ToolName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+_POSSESSIVE = re.compile(r"\{([a-z][a-z0-9_]*)\}'s\b")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -193,6 +194,15 @@ class ToolArg(_Model):
 
     @model_validator(mode="after")
     def _enum_and_default(self) -> ToolArg:
+        default = self.default
+        ok = {
+            "string": isinstance(default, str) and len(default) <= self.max_length,
+            "integer": isinstance(default, int) and not isinstance(default, bool),
+            "number": isinstance(default, int | float) and not isinstance(default, bool),
+            "boolean": isinstance(default, bool),
+        }[self.type]
+        if not ok:
+            raise ValueError(f"default {default!r} is not a valid {self.type} for this argument")
         if self.enum is not None:
             if self.type != "string":
                 raise ValueError("enum is only allowed on string arguments")
@@ -356,6 +366,12 @@ class OrgSpec(_Model):
                     raise ValueError(f"{where}: placeholder {{{key}}} has no entry in [pools]")
                 if not self.pools[key]:
                     raise ValueError(f"pools.{key} is empty")
+            for key in _POSSESSIVE.findall(text):
+                bad = [v for v in self.pools.get(key, []) if v.endswith("s")]
+                if bad:
+                    raise ValueError(
+                        f"{where}: {{{key}}}'s renders as {bad[0]!r}'s; write 'of {{{key}}}' instead"
+                    )
         owner: dict[str, int] = {}
         for i, tool in enumerate(self.tools):
             for name in _variant_values(tool.name, self.pools):

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from tp_gym.actions import ArgSpec
 from tp_gym.spec import OrgSpec, Tool
 from tp_gym.text import sanitize
@@ -186,6 +188,17 @@ class ScenarioTemplate:
             if isinstance(arg.default, str):
                 templates[f"default:{arg.name}"] = Template(arg.default)
         return tool, args, tuple(effects), templates
+
+    def draw_variant(self, rng: np.random.Generator) -> int:
+        """A uniformly drawn variant number (exact even beyond 64-bit variant counts)."""
+        if self.variant_count < 2**62:
+            return int(rng.integers(self.variant_count))
+        variant = 0
+        scale = 1
+        for _, pool in self._pools:
+            variant += int(rng.integers(len(pool))) * scale
+            scale *= len(pool)
+        return variant
 
     def values(self, variant: int) -> dict[str, str]:
         """The pool value of every placeholder in `variant` (mixed-radix decoding)."""
