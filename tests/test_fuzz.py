@@ -102,3 +102,17 @@ def test_step_after_the_end_asks_for_reset():
         assert "reset()" in str(error)
     else:
         raise AssertionError("stepping a finished episode must fail clearly")
+
+
+def test_agent_text_outside_the_charset_is_sanitised():
+    env = ENV
+    env.reset(seed=0)
+    message_tool = env.tool_names()[env.oracle().first("message")]
+    weird = "\x00\u202e\U0001f600 hello \x1b[31m"
+    obs, *_, info = env.step(
+        {"name": message_tool, "arguments": {"recipient": "patient", "message": weird}}
+    )
+    assert info["valid"]
+    assert env.observation_space.contains(obs)
+    obs, *_, info = env.step({"name": weird, "arguments": {}})
+    assert not info["valid"] and env.observation_space.contains(obs)

@@ -406,7 +406,8 @@ class Oracle:
 
 
 def _args_text(arguments: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={echo(v, 60)}" for k, v in arguments.items())
+    """The validated arguments, shortened and inside the observation charset."""
+    return sanitize(", ".join(f"{k}={echo(v, 60)}" for k, v in arguments.items()))
 
 
 def _resolve_spec(spec: str | Path | OrgSpec) -> OrgSpec:
