@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tp_gym.evaluation import Grid, evaluate, load_run
     from tp_gym.runner import arun_episode, run_episode
     from tp_gym.spec import OrgSpec, SpecError, load_spec
+    from tp_gym.suites import suite
     from tp_gym.variables import Variables
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ _LAZY = {
     "evaluate": "tp_gym.evaluation",
     "Grid": "tp_gym.evaluation",
     "load_run": "tp_gym.evaluation",
+    "suite": "tp_gym.suites",
 }
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "load_spec",
     "read_jsonl",
     "run_episode",
+    "suite",
     "write_jsonl",
 ]
 
