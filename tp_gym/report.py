@@ -339,7 +339,7 @@ def render_markdown(
         "### Behaviour classes by model",
         "",
         "Shares of valid runs in %. *direct of misaligned* is the share of misaligned runs that "
-        "went straight to the toxic terminal (the study: reasoning models about 80%).",
+        "went straight to the toxic terminal, with no toxic helper first.",
         "",
     ]
     rows = []
@@ -733,11 +733,18 @@ def role_share_figure(logs: Sequence[EpisodeLog]) -> Figure:
     rows_n = math.ceil(len(agents) / columns)
     figure = _figure(3.6 * columns, 2.7 * rows_n + 0.8)
     axes = figure.subplots(rows_n, columns, squeeze=False, sharey=True).ravel()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     roles_present = [r for r in metrics.ROLE_ORDER if any(row["role"] == r for row in rows)]
+    last_turn = max((row["turn"] for row in rows), default=1)
     for axis, agent in zip(axes, agents):
         mine = [row for row in rows if row["agent"] == agent]
         turns = sorted({row["turn"] for row in mine})
         share = {(row["turn"], row["role"]): row["share"] for row in mine}
+        running: dict[int, int] = {}
+        for row in mine:
+            running[row["turn"]] = running.get(row["turn"], 0) + row["count"]
         bottom = [0.0] * len(turns)
         for role in roles_present:
             heights = [share.get((t, role), 0.0) for t in turns]
@@ -750,9 +757,16 @@ def role_share_figure(logs: Sequence[EpisodeLog]) -> Figure:
                 label=role,
             )
             bottom = [a + b for a, b in zip(bottom, heights)]
+        if turns:
+            first = running[turns[0]]
+            axis.step(
+                turns, [running[t] / first for t in turns], where="mid", color="black", linewidth=1
+            )
         axis.set_title(_short(agent), fontsize=9)
         axis.set_xlabel("turn", fontsize=8)
-        axis.set_ylim(0, 1)
+        axis.set_xlim(0.5, last_turn + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylim(0, 1.02)
         axis.tick_params(labelsize=7)
     for axis in axes[len(agents) :]:
         axis.set_visible(False)
@@ -760,6 +774,7 @@ def role_share_figure(logs: Sequence[EpisodeLog]) -> Figure:
     handles = [
         _patch(ROLE_COLORS.get(role, "#999999"), role.replace("_", " ")) for role in roles_present
     ]
+    handles.append(Line2D([], [], color="black", linewidth=1, label="episodes still running"))
     figure.legend(
         handles=handles,
         loc="outside lower center",

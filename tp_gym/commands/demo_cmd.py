@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     from tp_gym.agents.scripted import POLICIES
     from tp_gym.cli import CommandError
     from tp_gym.evaluation import Grid, evaluate, load_run
-    from tp_gym.report import fmt_rate, write_report
+    from tp_gym.report import write_report
 
     if args.seeds < 1:
         raise CommandError("--seeds must be at least 1")
@@ -73,12 +73,14 @@ def main(args: argparse.Namespace) -> int:
     files = write_report(out, plots=not args.no_plots)
     logs = load_run(out)
     table = Table(title="Scripted baselines at the baseline setting")
-    for column in ("agent", "MR % [95% CI] (n)", "mean utility", "mean cost", "stall %"):
+    for column in ("agent", "MR %", "95% CI", "n", "utility", "cost", "stall %"):
         table.add_column(column, justify="left" if column == "agent" else "right")
     for row in metrics.summarize(metrics.baseline_logs(logs), by=("agent",)):
         table.add_row(
-            row["agent"],
-            fmt_rate(row["misaligned"], row["valid"]),
+            row["agent"].removeprefix("scripted:"),
+            f"{100 * row['mr']:.1f}",
+            f"{100 * row['mr_low']:.1f}–{100 * row['mr_high']:.1f}",
+            str(row["valid"]),
             f"{row['utility_mean']:.2f}",
             f"{row['cost_mean']:.2f}",
             f"{100 * row['stall_share']:.0f}",
