@@ -1,0 +1,231 @@
+"""The loopback OpenAI-compatible server: replies, scripts, faults and speed (plain HTTP)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tp_gym.testing import FAULTS, FakeOpenAIServer, Reply, error_reply, tool_reply
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "send_message",
+            "description": "Message a party.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "recipient": {"type": "string", "enum": ["patient", "sponsor"]},
+                    "urgent": {"type": "boolean"},
+                    "count": {"type": "integer"},
+                },
+                "required": ["recipient", "urgent", "count"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "close_case",
+            "description": "Close the case.",
+            "parameters": {"type": "object", "properties": {}, "required": []},
+        },
+    },
+]
+
+
+def post(
+    server: FakeOpenAIServer,
+    body: dict[str, Any],
+    conn: http.client.HTTPConnection | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, dict[str, str], bytes]:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=json.dumps(body),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer k"},
+        )
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        if own:
+            conn.close()
+
+
+def chat(content: str, tools: list[dict[str, Any]] | None = TOOLS) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": content}]}
+    if tools is not None:
+        body["tools"] = tools
+    return body
+
+
+def test_default_reply_is_a_valid_call_to_an_offered_tool(server):
+    names = set()
+    for i in range(20):
+        status, _, raw = post(server, chat(f"conversation {i}"))
+        assert status == 200
+        body = json.loads(raw)
+        message = body["choices"][0]["message"]
+        (call,) = message["tool_calls"]
+        names.add(call["function"]["name"])
+        arguments = json.loads(call["function"]["arguments"])
+        if call["function"]["name"] == "send_message":
+            assert arguments == {"recipient": "patient", "urgent": True, "count": 1}
+        assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    assert names == {"send_message", "close_case"}, "the hash should spread over the tools"
+
+
+def test_default_reply_is_deterministic_per_conversation(server):
+    first = json.loads(post(server, chat("same"))[2])
+    again = json.loads(post(server, chat("same"))[2])
+    assert first == again
+
+
+def test_json_protocol_reply_names_a_tool_listed_in_the_prompt(server):
+    schemas = "\n".join(json.dumps(t["function"]) for t in TOOLS)
+    body = chat(f"Tools:\n{schemas}", tools=None)
+    message = json.loads(post(server, body)[2])["choices"][0]["message"]
+    assert "tool_calls" not in message
+    reply = json.loads(message["content"])
+    assert reply["tool_choice"] in {"send_message", "close_case"}
+    assert set(reply) == {"reasoning", "tool_choice", "arguments"}
+
+
+def test_json_protocol_falls_back_to_briefing_signatures(server):
+    prompt = "Tools:\n- open_record(patient_id: string): Open.\n- approve(amount: number): Ok."
+    reply = json.loads(
+        json.loads(post(server, chat(prompt, None))[2])["choices"][0]["message"]["content"]
+    )
+    assert reply["tool_choice"] in {"open_record", "approve"}
+    assert reply["arguments"] in ({"patient_id": "ok"}, {"amount": 1.0})
+
+
+def test_script_pairs_match_the_last_message_and_callables_see_the_request(make_server):
+    pairs = make_server(script=[("refund", tool_reply("close_case", {})), ("hello", "Hi there")])
+    message = json.loads(post(pairs, chat("please refund me"))[2])["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "close_case"
+    message = json.loads(post(pairs, chat("hello"))[2])["choices"][0]["message"]
+    assert message["content"] == "Hi there" and "tool_calls" not in message
+    seen = []
+    scripted = make_server(script=lambda request: seen.append(request["model"]) or None)
+    assert post(scripted, chat("anything"))[0] == 200
+    assert seen == ["m"]
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "timeout"])
+def test_each_fault_looks_like_the_real_failure(make_server, fault):
+    server = make_server(script=lambda request: Reply(fault=fault))
+    status, headers, raw = post(server, chat("x"))
+    if fault == "rate_limit":
+        assert status == 429 and headers.get("Retry-After") == "0"
+        assert json.loads(raw)["error"]["code"] == "rate_limit_exceeded"
+    elif fault == "server_error":
+        assert status == 500
+    elif fault == "malformed_json":
+        assert status == 200
+        with pytest.raises(ValueError):
+            json.loads(raw)
+    elif fault == "empty_choices":
+        assert status == 200 and json.loads(raw)["choices"] == []
+    else:
+        call = json.loads(raw)["choices"][0]["message"]["tool_calls"][0]
+        assert call["function"]["name"] == "nonexistent_tool"
+    assert server.stats[fault] == 1
+
+
+def test_timeout_fault_holds_the_connection_then_closes_it(make_server):
+    server = make_server(script=lambda request: Reply(fault="timeout"), hang=0.3)
+    started = time.perf_counter()
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        post(server, chat("x"))
+    assert 0.25 < time.perf_counter() - started < 2.0
+
+
+def test_error_status_and_api_key_checks(make_server):
+    server = make_server(script=lambda request: error_reply(400, "bad field"))
+    status, _, raw = post(server, chat("x"))
+    assert status == 400 and json.loads(raw)["error"]["message"] == "bad field"
+    locked = make_server(api_key="right")
+    assert post(locked, chat("x"))[0] == 401
+    assert "Bearer k" in locked.authorizations
+
+
+def test_fault_rate_is_seeded_and_close_to_the_rate(make_server):
+    counts = []
+    for _ in range(2):
+        server = make_server(fault_rate=0.2, seed=7, faults=("server_error", "rate_limit"))
+        statuses = [post(server, chat(f"m{i}"))[0] for i in range(200)]
+        counts.append(statuses)
+    assert counts[0] == counts[1], "the same seed gives the same fault sequence"
+    share = sum(s != 200 for s in counts[0]) / 200
+    assert 0.1 < share < 0.3
+
+
+def test_keep_alive_replies_do_not_wait_for_delayed_acks(server):
+    """Without TCP_NODELAY and a single write, each reply can stall ~40 ms."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    post(server, chat("warm up"), conn)
+    started = time.perf_counter()
+    for i in range(100):
+        assert post(server, chat(f"turn {i}"), conn)[0] == 200
+    elapsed = time.perf_counter() - started
+    conn.close()
+    assert elapsed < 1.5, f"100 keep-alive requests took {elapsed:.2f}s"
+
+
+def test_a_burst_of_connections_is_queued_not_reset(server):
+    errors: list[BaseException] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        try:
+            status = post(server, chat(f"burst {i}"), timeout=10)[0]
+        except BaseException as error:  # noqa: BLE001 - collected and asserted below
+            with lock:
+                errors.append(error)
+        else:
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not errors, errors[:3]
+    assert statuses == [200] * 200
+
+
+def test_latency_delays_replies_and_stop_wakes_held_connections(make_server):
+    slow = make_server(latency=0.15)
+    started = time.perf_counter()
+    post(slow, chat("x"))
+    assert time.perf_counter() - started >= 0.14
+    held = make_server(script=lambda request: Reply(fault="timeout"), hang=30)
+    outcome: list[str] = []
+
+    def wait_for_reply() -> None:
+        try:
+            post(held, chat("x"), timeout=10)
+        except (OSError, http.client.HTTPException) as error:
+            outcome.append(type(error).__name__)
+
+    thread = threading.Thread(target=wait_for_reply)
+    thread.start()
+    time.sleep(0.1)
+    started = time.perf_counter()
+    held.stop()
+    thread.join(5)
+    assert time.perf_counter() - started < 3 and not thread.is_alive()
+    assert outcome, "the held connection was closed without a reply"
