@@ -1,0 +1,77 @@
+"""Keeping API keys out of everything tp_gym writes: logs, cassettes, reports and errors.
+
+A `Redactor` replaces every secret it knows with ``[REDACTED]``. It knows the keys given to
+it explicitly and, at every call, the values of environment variables whose names look like
+credentials (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET*``, ...). It also masks text shaped like a
+bearer token or an OpenAI-style ``sk-...`` key, whoever's it is. Secrets shorter than
+`MIN_SECRET_CHARS` are ignored (masking "ab" everywhere would destroy the text).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_CHARS = 4
+_SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIAL)", re.IGNORECASE)
+_SHAPES = (
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
+)
+
+
+def env_secrets(environ: dict[str, str] | None = None) -> set[str]:
+    """Values of environment variables whose names look like credentials."""
+    environ = dict(os.environ) if environ is None else environ
+    return {
+        value
+        for name, value in environ.items()
+        if _SECRET_ENV.search(name) and len(value) >= MIN_SECRET_CHARS
+    }
+
+
+class Redactor:
+    """Masks known secrets and key-shaped strings in text and nested JSON-like data."""
+
+    def __init__(self, secrets: Iterable[str | None] = (), *, from_env: bool = True) -> None:
+        self._secrets: set[str] = set()
+        self.from_env = from_env
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        """Remember one more secret (None and very short strings are ignored)."""
+        if secret and len(secret) >= MIN_SECRET_CHARS:
+            self._secrets.add(secret)
+
+    def secrets(self) -> list[str]:
+        """All secrets currently known, longest first (so overlapping ones mask fully)."""
+        known = self._secrets | (env_secrets() if self.from_env else set())
+        return sorted(known, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """`text` with every secret and key-shaped string replaced by ``[REDACTED]``."""
+        for secret in self.secrets():
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        for shape in _SHAPES:
+            text = shape.sub(REDACTED, text)
+        return text
+
+    def deep(self, value: Any) -> Any:
+        """A copy of `value` (dicts, lists, strings) with every string redacted."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self.deep(k): self.deep(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """`text` with `secrets`, credential environment variables and key shapes masked."""
+    return Redactor(secrets)(text)
