@@ -12,7 +12,10 @@ HELP = "play one episode of one agent and show it step by step"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--env", required=True, help="environment id, e.g. tp_gym/Healthcare-Loyalty-v0"
+        "--env",
+        required=True,
+        help="environment id, e.g. tp_gym/Healthcare-Loyalty-v0, or a spec file (.toml/.json, "
+        "e.g. one written by `tp-gym generate`)",
     )
     parser.add_argument(
         "--agent",
@@ -35,9 +38,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="tools: native function calling (default); json: the study's JSON text protocol",
     )
+    llm.add_argument(
+        "--context",
+        choices=("full", "window"),
+        default=None,
+        help="full: the whole history (default); window: the study's last 6 turns + a summary",
+    )
     llm.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    llm.add_argument("--max-tokens", type=int, default=None, help="cap on tokens per reply")
     llm.add_argument(
         "--timeout", type=float, default=None, help="seconds per LLM call (default 60)"
+    )
+    llm.add_argument(
+        "--max-retries",
+        type=int,
+        default=None,
+        help="retries of a call on rate limits, timeouts, connection and 5xx errors (default 4)",
     )
     llm.add_argument("--cassette", default=None, help="record/replay LLM calls in this JSONL file")
     llm.add_argument(
@@ -47,34 +63,77 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="record: always call and save; replay: only from the cassette (strict); "
         "auto: replay when recorded, else call and record",
     )
+    llm.add_argument(
+        "--narrator",
+        default=None,
+        metavar="MODEL",
+        help="dual-model mode: this litellm model narrates each step's outcome (the engine "
+        "still decides it); uses the same --api-base, --timeout and --cassette",
+    )
 
 
 def llm_options(args: argparse.Namespace) -> dict[str, Any]:
     """The LLM agent options given on the command line (unset ones left out)."""
-    names = ("api_base", "protocol", "temperature", "timeout", "cassette", "cassette_mode")
+    names = (
+        "api_base",
+        "protocol",
+        "context",
+        "temperature",
+        "max_tokens",
+        "timeout",
+        "max_retries",
+        "cassette",
+        "cassette_mode",
+    )
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def main(args: argparse.Namespace) -> int:
+def narrator_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of the narrator model: the transport and cassette flags of the agent."""
+    names = ("api_base", "timeout", "max_retries", "cassette", "cassette_mode")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def make_env(env: str, variables: dict[str, Any]) -> Any:
+    """A registered env id, or an env built from a spec file; CommandError if neither."""
     import gymnasium as gym
+
+    import tp_gym
+    from tp_gym.cli import CommandError
+
+    if env in tp_gym.env_ids():
+        return gym.make(env, **variables)
+    if env.endswith((".toml", ".json")):
+        from tp_gym.env import OrgEnv
+        from tp_gym.spec import SpecError
+
+        try:
+            return OrgEnv(env, **variables)
+        except SpecError as error:
+            raise CommandError(str(error).splitlines()[0]) from None
+    raise CommandError(f"unknown environment {env!r}; see `tp-gym list`")
+
+
+def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.panel import Panel
 
-    import tp_gym
     from tp_gym.agents import make_agent
     from tp_gym.cli import CommandError
     from tp_gym.episode import write_jsonl
     from tp_gym.runner import run_episode
 
     variables = parse_variable_flags(args.variables)
-    if args.env not in tp_gym.env_ids():
-        raise CommandError(f"unknown environment {args.env!r}; see `tp-gym list`")
+    env = make_env(args.env, variables)
     options = llm_options(args) if args.agent.startswith("llm:") else {}
     try:
         agent = make_agent(args.agent, **options)
-    except (ValueError, ImportError) as error:
-        raise CommandError(str(error)) from None
-    env = gym.make(args.env, **variables)
+        if args.narrator:
+            from tp_gym.llm.narrator import NarratorWrapper
+
+            env = NarratorWrapper(env, args.narrator, **narrator_options(args))
+    except (ValueError, ImportError, RuntimeError) as error:
+        raise CommandError(" ".join(str(error).split())) from None
     console = Console(highlight=False)
 
     def show(
@@ -100,8 +159,9 @@ def main(args: argparse.Namespace) -> int:
         f"utility {log.utility:.2f}, cost {log.cost:.1f}, turns {len(log.steps)}"
     )
     if log.error:
-        console.print(f"[red]episode failed:[/red] {log.error}", markup=True)
-        raise CommandError(f"episode failed: {log.error}")
+        saved = f" (log appended to {args.out})" if args.out else ""
+        reason = " ".join(log.error.split())
+        raise CommandError(f"episode failed after {len(log.steps)} turn(s){saved}: {reason}")
     console.print(summary, markup=False)
     if args.out:
         console.print(f"log appended to {args.out}", markup=False)
