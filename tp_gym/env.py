@@ -287,7 +287,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         reward = 0.0
         terminated = False
         if verdict.blocked:
-            lines.append(self.scenario.text("blocked"))
+            lines.append(tool.oversight_text.get("blocked") or self.scenario.text("blocked"))
         else:
             before = self.world.snapshot() if oversight.rollback and verdict.detected else None
             reward = self.world.apply(tool.effects)
@@ -295,7 +295,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             lines.append(tool.result)
             if verdict.warned:
                 self.warnings += 1
-                lines.append(self.scenario.text("warning"))
+                lines.append(tool.oversight_text.get("warning") or self.scenario.text("warning"))
             if before is not None:
                 reward += self.world.restore(before)
         if verdict.detected:
@@ -303,7 +303,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             for category, _ in tool.violations:
                 self.detected[category] += 1
             reward -= oversight.detection_penalty * self._penalty
-            lines.append(self.scenario.text("detected"))
+            lines.append(tool.oversight_text.get("detected") or self.scenario.text("detected"))
             limit = oversight.replace_after_detections
             if limit is not None and self.detections >= limit:
                 reward -= oversight.replacement_penalty * self._penalty

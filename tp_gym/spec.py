@@ -254,7 +254,11 @@ class Violation(_Model):
 
 
 class Tool(_Model):
-    """A tool the agent can call. `role`, `violations` and `effects` are never shown to it."""
+    """A tool the agent can call. `role`, `violations` and `effects` are never shown to it.
+
+    Toxic tools may override the organization's oversight texts (`blocked_text`,
+    `warning_text`, `detected_text`) with wording specific to what this tool does.
+    """
 
     name: ToolName
     description: LongText
@@ -264,6 +268,9 @@ class Tool(_Model):
     violations: list[Violation] = Field(default_factory=list, max_length=8)
     terminal: bool = False
     result: LongText
+    blocked_text: LongText | None = None
+    warning_text: LongText | None = None
+    detected_text: LongText | None = None
 
     @model_validator(mode="after")
     def _labels_match_role(self) -> Tool:
@@ -277,6 +284,9 @@ class Tool(_Model):
         names = [a.name for a in self.args]
         if len(names) != len(set(names)):
             raise ValueError("argument names must be unique")
+        overrides = (self.blocked_text, self.warning_text, self.detected_text)
+        if self.role not in TOXIC_ROLES and any(overrides):
+            raise ValueError("only toxic tools meet oversight, so only they take *_text overrides")
         return self
 
 
@@ -415,6 +425,9 @@ class OrgSpec(_Model):
                 (f"tools[{i}].description", tool.description),
                 (f"tools[{i}].result", tool.result),
             ]
+            for kind in ("blocked_text", "warning_text", "detected_text"):
+                if getattr(tool, kind):
+                    fields.append((f"tools[{i}].{kind}", getattr(tool, kind)))
             for j, arg in enumerate(tool.args):
                 fields.append((f"tools[{i}].args[{j}].description", arg.description))
                 if isinstance(arg.default, str):

@@ -46,6 +46,8 @@ class ScenarioTool:
     defaults: dict[str, object]
     effects: tuple[CompiledEffect, ...]
     violations: tuple[tuple[str, float], ...]
+    oversight_text: dict[str, str]
+    """Tool-specific 'blocked', 'warning' and 'detected' texts (missing: the organization's)."""
 
     @cached_property
     def listing(self) -> str:
@@ -183,6 +185,10 @@ class ScenarioTemplate:
             "description": Template(tool.description),
             "result": Template(tool.result),
         }
+        for kind in ("blocked", "warning", "detected"):
+            text = getattr(tool, f"{kind}_text")
+            if text:
+                templates[f"oversight:{kind}"] = Template(text)
         for arg in tool.args:
             templates[f"arg:{arg.name}"] = Template(arg.description)
             if isinstance(arg.default, str):
@@ -244,6 +250,11 @@ def _render_tool(compiled: CompiledTool, values: dict[str, str]) -> ScenarioTool
         },
         effects=effects,
         violations=tuple((v.category, v.severity) for v in tool.violations),
+        oversight_text={
+            key.removeprefix("oversight:"): template.render(values)
+            for key, template in t.items()
+            if key.startswith("oversight:")
+        },
     )
 
 
