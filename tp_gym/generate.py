@@ -348,7 +348,10 @@ def _check(
     try:
         spec = spec_from_dict(data, "generated spec")
     except SpecError as error:
-        current.problems = [line.strip("- ").strip() for line in str(error).splitlines()[1:]]
+        lines = str(error).splitlines()[1:]
+        current.problems = [
+            line.strip().removeprefix("- ").replace("Value error, ", "") for line in lines
+        ]
         current.problems = current.problems or [str(error)]
         return None
     expected = f"{domain}-{driver}"

@@ -410,6 +410,15 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     fake: FakeOpenAIServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (timeouts, cancelled requests) are normal here, not errors."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
 _REASONS |= {413: "Payload Too Large", 422: "Unprocessable Entity", 429: "Too Many Requests"}
