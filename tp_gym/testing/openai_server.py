@@ -271,7 +271,7 @@ def default_reply(request: dict[str, Any]) -> Reply:
         return Reply(tool_calls=((str(schema.get("name")), json.dumps(arguments)),))
     listed = tools_in_prompt(request.get("messages") or [])
     if not listed:
-        return Reply(content="I see no tools to call.")
+        return Reply(content="The request is processed as reported.")
     name, parameters = listed[digest % len(listed)]
     return Reply(content=json_protocol_text(name, arguments_for(parameters)))
 
