@@ -29,7 +29,7 @@ def test_redactor_masks_given_keys_environment_keys_and_key_shapes(monkeypatch):
     redact = Redactor([CUSTOM_KEY, None, "ab"])
     text = (
         f"{CUSTOM_KEY} anthropic-secret-value tok-98765 "
-        "sk-proj-ABCDEFGHIJKLMNOPQRSTUV Authorization: Bearer abc.def-123456 ab"
+        "sk-proj-ABCDEFGHIJKLMNOPQRSTUV Authorization: Bearer abc.def-1234567890XYZuvw ab"
     )
     cleaned = redact(text)
     for secret in (CUSTOM_KEY, "anthropic-secret-value", "tok-98765", "sk-proj-", "abc.def"):
@@ -38,6 +38,14 @@ def test_redactor_masks_given_keys_environment_keys_and_key_shapes(monkeypatch):
     assert cleaned.endswith(" ab"), "secrets under 4 characters are not masked"
     nested = redact.deep({"a": [f"x {CUSTOM_KEY}", {"b": CUSTOM_KEY}], "n": 3})
     assert nested == {"a": [f"x {REDACTED}", {"b": REDACTED}], "n": 3}
+
+
+def test_settings_and_ordinary_words_are_not_taken_for_keys(monkeypatch):
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("SECRETS_DIR", "/var/lib/secrets-dir")
+    monkeypatch.setenv("DB_PASSWORD", "short")
+    text = '{"urgent": false} bearer instrument /var/lib/secrets-dir short sk-learn'
+    assert Redactor()(text) == text
 
 
 def leaky_model(request):

@@ -1,10 +1,12 @@
 """Keeping API keys out of everything tp_gym writes: logs, cassettes, reports and errors.
 
 A `Redactor` replaces every secret it knows with ``[REDACTED]``. It knows the keys given to
-it explicitly and, at every call, the values of environment variables whose names look like
-credentials (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET*``, ...). It also masks text shaped like a
-bearer token or an OpenAI-style ``sk-...`` key, whoever's it is. Secrets shorter than
-`MIN_SECRET_CHARS` are ignored (masking "ab" everywhere would destroy the text).
+it explicitly and, at every call, the values of environment variables whose names end like
+credentials (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_SECRET_KEY``, ``*_PASSWORD``, ...).
+It also masks text shaped like a bearer token or an OpenAI-style ``sk-...`` key, whoever's
+it is. Given secrets shorter than `MIN_SECRET_CHARS` are ignored (masking "ab" everywhere
+would destroy the text), and so are environment values shorter than `MIN_ENV_SECRET_CHARS`
+(real keys are long; a short value such as "false" or "1" is a setting, not a secret).
 """
 
 from __future__ import annotations
@@ -16,20 +18,25 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 4
-_SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIAL)", re.IGNORECASE)
+MIN_ENV_SECRET_CHARS = 8
+_SECRET_ENV = re.compile(
+    r"(^|_)(API_?KEY|TOKEN|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|ACCESS_KEY(_ID)?|PASSWORD|"
+    r"CREDENTIALS?)$",
+    re.IGNORECASE,
+)
 _SHAPES = (
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{6,}"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{20,}"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
 )
 
 
 def env_secrets(environ: dict[str, str] | None = None) -> set[str]:
-    """Values of environment variables whose names look like credentials."""
+    """Values of environment variables whose names end like credentials."""
     environ = dict(os.environ) if environ is None else environ
     return {
         value
         for name, value in environ.items()
-        if _SECRET_ENV.search(name) and len(value) >= MIN_SECRET_CHARS
+        if len(value) >= MIN_ENV_SECRET_CHARS and _SECRET_ENV.search(name)
     }
 
 
