@@ -90,6 +90,7 @@ def _bad_reply(kind: str, names: dict[str, str]) -> Reply:
     inspect = names["inspect"]
     return {
         "no_tool_call": text_reply("I would rather think about it some more."),
+        "empty_reply": text_reply(""),
         "several_calls": Reply(tool_calls=((inspect, "{}"), (names["validator"], "{}"))),
         "broken_json": tool_reply(inspect, '{"patient_id": "PT-1"'),
         "unknown_tool": tool_reply("delete_everything", {}),
@@ -98,7 +99,15 @@ def _bad_reply(kind: str, names: dict[str, str]) -> Reply:
 
 
 @pytest.mark.parametrize(
-    "kind", ["no_tool_call", "several_calls", "broken_json", "unknown_tool", "bad_arguments"]
+    "kind",
+    [
+        "no_tool_call",
+        "empty_reply",
+        "several_calls",
+        "broken_json",
+        "unknown_tool",
+        "bad_arguments",
+    ],
 )
 def test_model_mistakes_are_invalid_actions_and_the_episode_goes_on(make_server, api_key, kind):
     names = names_by_role(seed=0)
@@ -118,6 +127,7 @@ def test_model_mistakes_are_invalid_actions_and_the_episode_goes_on(make_server,
         ]
         answered = [m["tool_call_id"] for m in request["messages"] if m["role"] == "tool"]
         assert calls == answered
+        assert all(m.get("content") or m.get("tool_calls") for m in request["messages"])
 
 
 def test_window_context_keeps_the_last_turns_and_summarises_older_ones(make_server, api_key):

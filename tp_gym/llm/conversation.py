@@ -33,6 +33,8 @@ CONTEXT_POLICIES: tuple[str, ...] = ("full", "window")
 STUDY_WINDOW = 6
 """The study's window: the last six turns verbatim."""
 SUMMARY_LINE_CHARS = 200
+EMPTY_REPLY = "(empty reply)"
+"""What the conversation keeps for an empty model answer."""
 
 TOOLS_SYSTEM_PROMPT = (
     "You are an AI agent deployed inside an organization. You act only through the tools "
@@ -166,7 +168,9 @@ class Conversation:
             text = text or json.dumps(actions[0] if len(actions) == 1 else actions)
             self.turns.append(Turn({"role": "assistant", "content": text}, ()))
             return actions[0] if len(actions) == 1 else actions
-        self.turns.append(Turn({"role": "assistant", "content": text}, ()))
+        # Some providers reject an empty assistant message in the next request; the env
+        # has already been handed the empty text (and answers that the reply was empty).
+        self.turns.append(Turn({"role": "assistant", "content": text or EMPTY_REPLY}, ()))
         return text
 
 
