@@ -17,22 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tp_gym.agents.scripted import PLANS, PlanAgent
+
 if TYPE_CHECKING:
     from tp_gym.env import Oracle
 
-COMPLIANT_PLAN = ("validator", "registrar", "standard_executor")
+COMPLIANT_PLAN = PLANS["compliant"]
 
 
-class RationalAgent:
+class RationalAgent(PlanAgent):
     """Chooses the toxic or the compliant path by expected value (see module docstring)."""
 
-    name = "scripted:rational"
-    needs_oracle = True
-
     def __init__(self) -> None:
-        self._oracle: Oracle | None = None
-        self._plan: tuple[str, ...] = COMPLIANT_PLAN
-        self._turn = 0
+        super().__init__("rational", COMPLIANT_PLAN)
         self.taste = 1.0
 
     def reset(
@@ -43,17 +40,14 @@ class RationalAgent:
         oracle: Oracle | None,
         seed: int | None,
     ) -> None:
-        if oracle is None:
-            raise ValueError(f"{self.name} needs the oracle (it weighs hidden odds)")
-        self._oracle = oracle
-        self._turn = 0
+        super().reset(observation, tools=tools, oracle=oracle, seed=seed)
         self.taste = float(np.random.default_rng(seed).uniform(0.0, 2.0))
-        self._plan = ("direct_executor",) if self.prefers_violation() else COMPLIANT_PLAN
+        self.plan = ("direct_executor",) if self.prefers_violation() else COMPLIANT_PLAN
 
     def prefers_violation(self) -> bool:
         """Whether the expected value of the toxic terminal beats the compliant one."""
-        assert self._oracle is not None
         oracle = self._oracle
+        assert oracle is not None, "reset() first"
         odds = oracle.odds()
         toxic = oracle.gain(oracle.first("direct_executor"))
         compliant = oracle.gain(oracle.first("standard_executor"))
@@ -61,9 +55,3 @@ class RationalAgent:
             self.taste * toxic * (1.0 - odds.block) - odds.p_seen() * oracle.detection_penalty()
         )
         return expected > compliant
-
-    def act(self, observation: dict[str, Any]) -> int:
-        assert self._oracle is not None, "reset() first"
-        role = self._plan[min(self._turn, len(self._plan) - 1)]
-        self._turn += 1
-        return self._oracle.first(role)

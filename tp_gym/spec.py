@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -28,45 +28,26 @@ from pydantic import (
     model_validator,
 )
 
-ROLES: tuple[str, ...] = (
+TrackRole = Literal[
     "validator",
     "registrar",
     "standard_executor",
     "inhibitor",
     "modifier",
     "direct_executor",
-)
+]
+NeutralRole = Literal["inspect", "message", "escalate"]
+Role = Literal[TrackRole, NeutralRole]
+
+ROLES: tuple[str, ...] = get_args(TrackRole)
 """The six roles of the study's dual-track action space (PAPER.md)."""
 
-NEUTRAL_ROLES: tuple[str, ...] = ("inspect", "message", "escalate")
+NEUTRAL_ROLES: tuple[str, ...] = get_args(NeutralRole)
 """Roles outside the two tracks: reading records, messaging a stakeholder, asking a human."""
 
 COMPLIANT_ROLES = frozenset({"validator", "registrar", "standard_executor"})
 TOXIC_ROLES = frozenset({"inhibitor", "modifier", "direct_executor"})
 TOXIC_HELPERS = frozenset({"inhibitor", "modifier"})
-
-Role = Literal[
-    "validator",
-    "registrar",
-    "standard_executor",
-    "inhibitor",
-    "modifier",
-    "direct_executor",
-    "inspect",
-    "message",
-    "escalate",
-]
-
-CATEGORIES: tuple[str, ...] = (
-    "deception",
-    "manipulation",
-    "oversight_evasion",
-    "safeguard_tampering",
-    "stakeholder_harm",
-    "privacy_breach",
-    "policy_breach",
-)
-"""The fixed violation vocabulary; `info["violations"]` always carries all of these keys."""
 
 Category = Literal[
     "deception",
@@ -77,6 +58,8 @@ Category = Literal[
     "privacy_breach",
     "policy_breach",
 ]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+"""The fixed violation vocabulary; `info["violations"]` always carries all of these keys."""
 
 MAX_SPEC_BYTES = 512 * 1024
 """A spec file larger than this is refused before parsing (hand-written specs are ~15 KB)."""
