@@ -4,9 +4,10 @@ A *grid* is agents x environments x variable settings x seeds (`Grid.build`), or
 suite such as ``paper`` (`Grid.from_suite`). `evaluate(grid, out_dir)` plays every episode
 of the grid with asyncio, at most `concurrency` at a time, and appends each finished
 episode to ``out_dir/episodes.jsonl`` as one line, written with a single `write` under an
-exclusive file lock, then flushed and fsynced before the episode counts as done. A run
-that is killed therefore loses at most the episodes in flight; a torn last line (the
-process died inside `write`) is cut off when the run is resumed.
+exclusive file lock, then fsynced before the episode counts as done (episodes that finish
+together share one write and one fsync, in a background thread). A run that is killed
+therefore loses at most the episodes in flight; a torn last line (the process died inside
+`write`) is cut off when the run is resumed.
 
 With ``resume=True`` the episodes already in the directory (in ``episodes.jsonl`` and any
 ``episodes-*.jsonl`` shards) are skipped, so a resumed run never plays an episode twice.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import json
 import math
 import os
@@ -422,42 +424,49 @@ class EpisodeWriter:
 
 
 class _GroupCommit:
-    """Batches the lines of episodes that finish together into one write and one fsync.
+    """Writes finished episodes in the background, one write and one fsync per batch.
 
-    `append` returns once the line is durable; the blocking I/O runs in a thread, so the
-    event loop never waits on the disk.
+    `submit` returns at once, so a slot starts its next episode while the disk works; the
+    episodes that finish meanwhile go out together in the next batch. `on_durable` runs
+    once a line is fsynced, which is when its episode counts as done. The blocking I/O runs
+    in a thread, so the event loop never waits on the disk. A write error is kept and
+    raised by the next `submit` and by `drain`.
     """
 
     def __init__(self, writer: EpisodeWriter) -> None:
         self._writer = writer
-        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._pending: list[tuple[str, Callable[[], None] | None]] = []
         self._task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
 
-    async def append(self, line: str) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((line, future))
+    def submit(self, line: str, on_durable: Callable[[], None] | None = None) -> None:
+        """Queue `line` for writing; `on_durable()` is called once it is on disk."""
+        self.check()
+        self._pending.append((line, on_durable))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
-        await asyncio.shield(future)
+
+    def check(self) -> None:
+        """Raise the error a background write ran into, if any."""
+        if self.error is not None:
+            raise self.error
 
     async def _flush(self) -> None:
-        while self._pending:
+        while self._pending and self.error is None:
             batch, self._pending = self._pending, []
             try:
                 await asyncio.to_thread(self._writer.write_lines, [line for line, _ in batch])
-            except BaseException as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                raise
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+                for _, on_durable in batch:
+                    if on_durable is not None:
+                        on_durable()
+            except Exception as error:  # noqa: BLE001 - re-raised by check() in the runner
+                self.error = error
 
     async def drain(self) -> None:
-        """Wait until every appended line is on disk."""
+        """Wait until every submitted line is on disk; raise a write error if one happened."""
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
+        self.check()
 
 
 # ---------------------------------------------------------------------------- running
@@ -563,6 +572,18 @@ async def play_job(job: Job, pool: EnvPool, llm_options: dict[str, Any] | None) 
     return log
 
 
+def preload(jobs: Iterable[Job]) -> None:
+    """Import what the jobs' agents need before any episode starts.
+
+    litellm takes seconds to import; imported by the first LLM call instead, it would
+    freeze every episode in flight and inflate their timings.
+    """
+    if any(job.agent.startswith("llm:") for job in jobs):
+        from tp_gym.llm.client import load_litellm
+
+        load_litellm()
+
+
 async def run_jobs(
     jobs: Sequence[Job],
     path: Path,
@@ -579,6 +600,7 @@ async def run_jobs(
     """
     from tp_gym.episode import to_json_line
 
+    preload(jobs)
     writer = EpisodeWriter(path)
     commit = _GroupCommit(writer)
     pool = EnvPool()
@@ -590,9 +612,9 @@ async def run_jobs(
             if stop.is_set():
                 return
             log = await play_job(job, pool, llm_options)
-            await commit.append(to_json_line(log))
-            if on_done is not None:
-                on_done(EpisodeDone.of(log))
+            done = EpisodeDone.of(log)
+            report = None if on_done is None else functools.partial(on_done, done)
+            commit.submit(to_json_line(log), report)
 
     lanes = [asyncio.create_task(lane()) for _ in range(max(1, min(concurrency, len(jobs))))]
     stopper = asyncio.create_task(stop.wait())

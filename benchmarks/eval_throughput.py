@@ -1,0 +1,301 @@
+"""LLM calls per second of the evaluation runner against a loopback server with fixed latency.
+
+Run: python benchmarks/eval_throughput.py [--latency 0.2] [--episodes-per-lane 12]
+
+An LLM agent (``llm:openai/gpt-4o-mini`` through litellm, native tool calling) plays every
+organization against `tp_gym.testing.FakeOpenAIServer`, which answers each request after
+`--latency` seconds with a call to one of the request's tools (in its own process unless
+``--server thread``). No key or network is used.
+Printed side by side, all measured in this run:
+
+1. one-at-a-time: a plain loop of `run_episode` (what the study's sequential code does),
+   over the first `--sequential-episodes` episodes of the same grid (the whole grid with
+   `--full-sequential`); its rate is the most a sequential runner can do at this latency;
+2. the runner (`tp_gym.evaluate`) at 16 concurrent episodes, against the ideal LLM-bound
+   rate ``concurrency / latency``;
+3. bare ``litellm.acompletion`` calls, 64 in flight, replaying the very requests the
+   runner sent in a warm-up (same sizes, the conversation growing turn by turn), with no
+   agent, env or log: the ceiling of one Python process (litellm's CPU cost bounds it);
+4. the runner at 64 concurrent episodes against that ceiling, and with ``--workers``
+   processes, each with its own event loop, sharing one log.
+
+Rates count LLM calls finished per second of wall time over the whole run (start-up and
+the tail where fewer episodes remain are included); *steady* counts only the middle 80% of
+the run, where every lane is busy. Goals: at 16, at least 90% of the ideal rate; at 64,
+within 10% of the bare ceiling; workers lift the ceiling with the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-dummy")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import gymnasium as gym  # noqa: E402
+
+import tp_gym  # noqa: E402
+from tp_gym.agents import make_agent  # noqa: E402
+from tp_gym.evaluation import Grid, evaluate, load_run  # noqa: E402
+from tp_gym.runner import run_episode  # noqa: E402
+from tp_gym.testing import FakeOpenAIServer  # noqa: E402
+
+MODEL = "openai/gpt-4o-mini"
+AGENT = f"llm:{MODEL}"
+
+
+@dataclass
+class Measured:
+    """One measured configuration."""
+
+    label: str
+    calls: int
+    episodes: int
+    seconds: float
+    steady: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+
+def grid_for(episodes: int, first_seed: int = 0) -> Grid:
+    """At least `episodes` episodes: the agent on every organization, seeds from `first_seed`."""
+    envs = tp_gym.env_ids()
+    seeds = range(first_seed, first_seed + math.ceil(episodes / len(envs)))
+    return Grid.build(AGENT, envs="tp_gym/*", seeds=seeds)
+
+
+def steady_rate(logs: list, share: float = 0.8) -> float | None:
+    """Calls per second in the middle `share` of the run, spreading each episode's calls
+    evenly over its own wall time (every call waits the same latency)."""
+    spans = [
+        (log.timing["start_unix"], log.timing["start_unix"] + log.timing["wall_seconds"], calls)
+        for log in logs
+        if log.timing and (calls := sum(u.calls for u in log.usage.values()))
+    ]
+    if not spans:
+        return None
+    begin = min(s for s, _, _ in spans)
+    end = max(e for _, e, _ in spans)
+    margin = (end - begin) * (1 - share) / 2
+    low, high = begin + margin, end - margin
+    counted = 0.0
+    for start, stop, calls in spans:
+        overlap = max(0.0, min(stop, high) - max(start, low))
+        counted += calls * overlap / (stop - start) if stop > start else 0.0
+    return counted / (high - low)
+
+
+def run_sequential(base_url: str, grid: Grid, limit: int | None) -> Measured:
+    """The study's way: one episode after another, synchronous calls."""
+    jobs = grid.jobs()[:limit] if limit else grid.jobs()
+    envs: dict[str, gym.Env] = {}
+    calls = 0
+    started = time.perf_counter()
+    for job in jobs:
+        env = envs.setdefault(job.env_id, gym.make(job.env_id))
+        agent = make_agent(job.agent, api_base=base_url)
+        log = run_episode(env, agent, seed=job.seed, options=job.variables)
+        assert log.error is None, log.error
+        calls += sum(u.calls for u in log.usage.values())
+    return Measured(
+        "one at a time (run_episode loop)", calls, len(jobs), time.perf_counter() - started
+    )
+
+
+def run_runner(base_url: str, grid: Grid, concurrency: int, workers: int, out: Path) -> Measured:
+    """`tp_gym.evaluate` on `grid`; calls counted from the logs it wrote."""
+    started = time.perf_counter()
+    result = evaluate(
+        grid, out, concurrency=concurrency, workers=workers, llm_options={"api_base": base_url}
+    )
+    seconds = time.perf_counter() - started
+    logs = load_run(out)
+    errors = [log.error for log in logs if log.error]
+    assert not errors, errors[:3]
+    calls = sum(u.calls for log in logs for u in log.usage.values())
+    label = f"runner, {concurrency} concurrent" + (f", {workers} workers" if workers > 1 else "")
+    return Measured(label, calls, result.completed, seconds, steady_rate(logs))
+
+
+def capture_requests(base_url: str, episodes: int) -> list[dict]:
+    """The exact `litellm.acompletion` arguments the runner sends in `episodes` episodes
+    (every turn of each: the conversation grows), for the bare measurement to replay."""
+    from tp_gym.llm.client import load_litellm
+
+    litellm = load_litellm()
+    original = litellm.acompletion
+    captured: list[dict] = []
+
+    async def recording(**kwargs):
+        captured.append(kwargs)
+        return await original(**kwargs)
+
+    litellm.acompletion = recording
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            grid = grid_for(episodes, first_seed=20_000)
+            evaluate(grid, scratch, concurrency=16, llm_options={"api_base": base_url})
+    finally:
+        litellm.acompletion = original
+    return captured
+
+
+def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
+    """Bare `litellm.acompletion`, `concurrency` in flight, replaying the runner's requests:
+    the ceiling of one process for this request mix."""
+    from tp_gym.llm.client import load_litellm
+
+    litellm = load_litellm()
+
+    async def main() -> float:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(request: dict) -> None:
+            async with gate:
+                await litellm.acompletion(**request)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(requests[i % len(requests)]) for i in range(calls)))
+        return time.perf_counter() - started
+
+    seconds = asyncio.run(main())
+    return Measured(f"bare litellm.acompletion, {concurrency} in flight", calls, 0, seconds)
+
+
+def warm_up(base_url: str) -> list[dict]:
+    """Import litellm and play a few episodes (start-up costs stay out of the figures);
+    returns the requests they sent."""
+    return capture_requests(base_url, 32)
+
+
+@contextlib.contextmanager
+def serve(latency: float, where: str) -> Iterator[str]:
+    """The loopback server's base URL: in its own process (the default, so its threads do
+    not compete with the runner for this interpreter's GIL) or in a thread of this one."""
+    if where == "thread":
+        with FakeOpenAIServer(latency=latency, seed=0) as server:
+            yield server.base_url
+        return
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tp_gym.testing", "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.2, help="server latency, s (0.2)")
+    parser.add_argument(
+        "--episodes-per-lane",
+        type=int,
+        default=12,
+        help="episodes per concurrent slot in the runner measurements (default 12)",
+    )
+    parser.add_argument(
+        "--sequential-episodes",
+        type=int,
+        default=16,
+        help="episodes of the one-at-a-time run (default 16: the first of the same grid)",
+    )
+    parser.add_argument(
+        "--full-sequential", action="store_true", help="run the whole grid one at a time"
+    )
+    parser.add_argument(
+        "--server",
+        choices=("process", "thread"),
+        default="process",
+        help="run the loopback server in its own process (default) or in a thread of this one",
+    )
+    parser.add_argument("--bare-calls", type=int, default=1500, help="bare litellm calls (1500)")
+    parser.add_argument(
+        "--workers",
+        default="2",
+        help="comma-separated worker counts for the 64-concurrent run (default 2; this "
+        f"machine has {os.cpu_count()} cores)",
+    )
+    args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+
+    rows: list[tuple[Measured, str]] = []
+    with serve(args.latency, args.server) as base, tempfile.TemporaryDirectory() as tmp:
+        print(
+            f"loopback server {base}, latency {args.latency * 1000:.0f} ms, {os.cpu_count()} cores"
+        )
+        requests = warm_up(base)
+
+        grid16 = grid_for(16 * args.episodes_per_lane)
+        sequential = run_sequential(
+            base, grid16, None if args.full_sequential else args.sequential_episodes
+        )
+        rows.append(
+            (
+                sequential,
+                f"ideal {1 / args.latency:.1f}/s; the whole {len(grid16)}-episode grid would take "
+                f"~{len(grid16) * sequential.seconds / sequential.episodes:.0f}s",
+            )
+        )
+        at16 = run_runner(base, grid16, 16, 1, Path(tmp, "c16"))
+        ideal16 = 16 / args.latency
+        rows.append(
+            (
+                at16,
+                f"{at16.rate / ideal16:.0%} of ideal {ideal16:.0f}/s (steady "
+                f"{(at16.steady or 0) / ideal16:.0%}); {at16.rate / sequential.rate:.1f}x one at a "
+                f"time; goal >= 90%: {'ok' if at16.rate >= 0.9 * ideal16 else 'MISSED'}",
+            )
+        )
+        bare = run_bare(64, args.bare_calls, requests)
+        rows.append((bare, f"ideal {64 / args.latency:.0f}/s: the one-process ceiling"))
+        grid64 = grid_for(64 * args.episodes_per_lane, first_seed=1000)
+        at64 = run_runner(base, grid64, 64, 1, Path(tmp, "c64"))
+        rows.append(
+            (
+                at64,
+                f"{at64.rate / bare.rate:.0%} of the bare ceiling (steady "
+                f"{(at64.steady or 0) / bare.rate:.0%}); goal >= 90%: "
+                f"{'ok' if at64.rate >= 0.9 * bare.rate else 'MISSED'}",
+            )
+        )
+        for count in workers:
+            measured = run_runner(base, grid64, 64, count, Path(tmp, f"c64w{count}"))
+            rows.append(
+                (
+                    measured,
+                    f"{measured.rate / at64.rate:.2f}x one process; "
+                    f"{measured.rate / bare.rate:.0%} of the one-process ceiling",
+                )
+            )
+
+    print(
+        f"\n{'configuration':46} {'episodes':>8} {'calls':>6} {'s':>7} {'calls/s':>8} {'steady':>7}"
+    )
+    for measured, note in rows:
+        steady = f"{measured.steady:7.1f}" if measured.steady else f"{'':7}"
+        print(
+            f"{measured.label:46} {measured.episodes or '':>8} {measured.calls:6d} "
+            f"{measured.seconds:7.2f} {measured.rate:8.1f} {steady}  {note}"
+        )
+
+
+if __name__ == "__main__":
+    main()
