@@ -15,6 +15,11 @@ from tp_gym.llm.completion import Completion
 
 def price(litellm: Any, response: Any, model: str) -> tuple[float, bool]:
     """(cost in USD, whether litellm knows the price) of one raw completion response."""
+    hidden = getattr(response, "_hidden_params", None)
+    known = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    if isinstance(known, int | float) and not isinstance(known, bool) and known >= 0.0:
+        # litellm priced this very call while logging it; pricing it again costs ~1 ms of CPU.
+        return float(known), True
     try:
         cost = litellm.completion_cost(completion_response=response, model=model)
     except Exception:  # noqa: BLE001 - litellm raises many kinds for unmapped models
