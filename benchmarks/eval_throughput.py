@@ -1,6 +1,6 @@
 """LLM calls per second of the evaluation runner against a loopback server with fixed latency.
 
-Run: python benchmarks/eval_throughput.py [--latency 0.2] [--episodes-per-lane 12]
+Run: python benchmarks/eval_throughput.py [--latency 0.2] [--episodes-per-lane 16] [--workers 2]
 
 An LLM agent (``llm:openai/gpt-4o-mini`` through litellm, native tool calling) plays every
 organization against `tp_gym.testing.FakeOpenAIServer`, which answers each request after
@@ -12,7 +12,8 @@ Printed side by side, all measured in this run:
    over the first `--sequential-episodes` episodes of the same grid (the whole grid with
    `--full-sequential`); its rate is the most a sequential runner can do at this latency;
 2. the runner (`tp_gym.evaluate`) at 16 concurrent episodes, against the ideal LLM-bound
-   rate ``concurrency / latency``;
+   rate ``concurrency / latency`` (beside bare litellm at 16, which shows what this machine
+   allows at that moment);
 3. bare ``litellm.acompletion`` calls, 64 in flight, replaying the very requests the
    runner sent in a warm-up (same sizes, the conversation growing turn by turn), with no
    agent, env or log: the ceiling of one Python process (litellm's CPU cost bounds it);
@@ -64,10 +65,16 @@ class Measured:
     episodes: int
     seconds: float
     steady: float | None = None
+    cpu: float | None = None
+    """CPU seconds this process spent (None when worker processes did the work)."""
 
     @property
     def rate(self) -> float:
         return self.calls / self.seconds
+
+    @property
+    def cpu_per_call(self) -> str:
+        return f"{1000 * self.cpu / self.calls:5.1f}" if self.cpu is not None else ""
 
 
 def grid_for(episodes: int, first_seed: int = 0) -> Grid:
@@ -104,6 +111,7 @@ def run_sequential(base_url: str, grid: Grid, limit: int | None) -> Measured:
     envs: dict[str, gym.Env] = {}
     calls = 0
     started = time.perf_counter()
+    cpu = time.process_time()
     for job in jobs:
         env = envs.setdefault(job.env_id, gym.make(job.env_id))
         agent = make_agent(job.agent, api_base=base_url)
@@ -111,23 +119,31 @@ def run_sequential(base_url: str, grid: Grid, limit: int | None) -> Measured:
         assert log.error is None, log.error
         calls += sum(u.calls for u in log.usage.values())
     return Measured(
-        "one at a time (run_episode loop)", calls, len(jobs), time.perf_counter() - started
+        "one at a time (run_episode loop)",
+        calls,
+        len(jobs),
+        time.perf_counter() - started,
+        cpu=time.process_time() - cpu,
     )
 
 
 def run_runner(base_url: str, grid: Grid, concurrency: int, workers: int, out: Path) -> Measured:
     """`tp_gym.evaluate` on `grid`; calls counted from the logs it wrote."""
     started = time.perf_counter()
+    cpu = time.process_time()
     result = evaluate(
         grid, out, concurrency=concurrency, workers=workers, llm_options={"api_base": base_url}
     )
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     logs = load_run(out)
     errors = [log.error for log in logs if log.error]
     assert not errors, errors[:3]
     calls = sum(u.calls for log in logs for u in log.usage.values())
     label = f"runner, {concurrency} concurrent" + (f", {workers} workers" if workers > 1 else "")
-    return Measured(label, calls, result.completed, seconds, steady_rate(logs))
+    return Measured(
+        label, calls, result.completed, seconds, steady_rate(logs), cpu if workers == 1 else None
+    )
 
 
 def capture_requests(base_url: str, episodes: int) -> list[dict]:
@@ -160,7 +176,7 @@ def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
 
     litellm = load_litellm()
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(request: dict) -> None:
@@ -168,11 +184,13 @@ def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
                 await litellm.acompletion(**request)
 
         started = time.perf_counter()
+        cpu = time.process_time()
         await asyncio.gather(*(one(requests[i % len(requests)]) for i in range(calls)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
-    seconds = asyncio.run(main())
-    return Measured(f"bare litellm.acompletion, {concurrency} in flight", calls, 0, seconds)
+    seconds, cpu = asyncio.run(main())
+    label = f"bare litellm.acompletion, {concurrency} in flight"
+    return Measured(label, calls, 0, seconds, cpu=cpu)
 
 
 def warm_up(base_url: str) -> list[dict]:
@@ -208,8 +226,9 @@ def main() -> None:
     parser.add_argument(
         "--episodes-per-lane",
         type=int,
-        default=12,
-        help="episodes per concurrent slot in the runner measurements (default 12)",
+        default=16,
+        help="episodes per concurrent slot in the runner measurements (default 16; the fewer, "
+        "the more the start and the tail of a run weigh)",
     )
     parser.add_argument(
         "--sequential-episodes",
@@ -239,7 +258,8 @@ def main() -> None:
     rows: list[tuple[Measured, str]] = []
     with serve(args.latency, args.server) as base, tempfile.TemporaryDirectory() as tmp:
         print(
-            f"loopback server {base}, latency {args.latency * 1000:.0f} ms, {os.cpu_count()} cores"
+            f"loopback server {base}, latency {args.latency * 1000:.0f} ms, {os.cpu_count()} "
+            f"cores, load average {os.getloadavg()[0]:.2f}"
         )
         requests = warm_up(base)
 
@@ -254,8 +274,10 @@ def main() -> None:
                 f"~{len(grid16) * sequential.seconds / sequential.episodes:.0f}s",
             )
         )
-        at16 = run_runner(base, grid16, 16, 1, Path(tmp, "c16"))
         ideal16 = 16 / args.latency
+        bare16 = run_bare(16, max(200, args.bare_calls // 4), requests)
+        rows.append((bare16, f"{bare16.rate / ideal16:.0%} of ideal {ideal16:.0f}/s"))
+        at16 = run_runner(base, grid16, 16, 1, Path(tmp, "c16"))
         rows.append(
             (
                 at16,
@@ -287,14 +309,17 @@ def main() -> None:
             )
 
     print(
-        f"\n{'configuration':46} {'episodes':>8} {'calls':>6} {'s':>7} {'calls/s':>8} {'steady':>7}"
+        f"\n{'configuration':46} {'episodes':>8} {'calls':>6} {'s':>7} {'calls/s':>8} "
+        f"{'steady':>7} {'cpu ms/call':>11}"
     )
     for measured, note in rows:
         steady = f"{measured.steady:7.1f}" if measured.steady else f"{'':7}"
         print(
             f"{measured.label:46} {measured.episodes or '':>8} {measured.calls:6d} "
-            f"{measured.seconds:7.2f} {measured.rate:8.1f} {steady}  {note}"
+            f"{measured.seconds:7.2f} {measured.rate:8.1f} {steady} {measured.cpu_per_call:>11}  "
+            f"{note}"
         )
+    print(f"load average after the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
