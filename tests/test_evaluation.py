@@ -144,6 +144,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, reference):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert b"interrupted" in stderr and b"--resume" in stderr
+    assert b"Traceback" not in stderr and b"never retrieved" not in stderr
     assert log.read_bytes().endswith(b"\n")
     partial = lines_by_key(out)  # every line complete and valid
     assert 0 < len(partial) < len(reference)

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import fnmatch
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -620,6 +621,9 @@ async def run_jobs(
     stopper = asyncio.create_task(stop.wait())
     try:
         everything = asyncio.gather(*lanes)
+        # Stopping cancels the lanes, which ends `everything` with a CancelledError that is
+        # expected: mark it retrieved so asyncio does not report it.
+        everything.add_done_callback(lambda done: done.cancelled() or done.exception())
         await asyncio.wait([everything, stopper], return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             for task in lanes:
@@ -760,12 +764,17 @@ def _run_workers(
             raise KeyboardInterrupt
 
     handlers: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for number in (signal.SIGINT, signal.SIGTERM):
-            handlers[number] = signal.signal(number, interrupt)
+    main_thread = threading.current_thread() is threading.main_thread()
     try:
+        if main_thread:
+            # Workers inherit an ignored SIGINT from the start (Python keeps it ignored), so a
+            # Ctrl-C in the terminal reaches only this process, which stops them in order.
+            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
         for process in processes:
             process.start()
+        if main_thread:
+            signal.signal(signal.SIGINT, interrupt)
+            handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, interrupt)
         running = len(processes)
         finished = True
         crash: str | None = None
@@ -791,7 +800,7 @@ def _run_workers(
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
-    if crash is not None:
+    if crash is not None and not interrupts:
         raise RuntimeError(f"an evaluation worker failed:\n{crash}")
     return finished and not stop_flag.is_set()
 
@@ -902,6 +911,10 @@ def evaluate(
     else:
         jobs = list(grid)
         agent_names({job.agent for job in jobs}, llm_options)
+    if any(job.agent.startswith("llm:") for job in jobs) and not importlib.util.find_spec(
+        "litellm"
+    ):
+        raise ImportError("LLM agents need litellm; install it with: pip install 'tp_gym[llm]'")
     run_dir = Path(out_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: exists and is not a directory")
