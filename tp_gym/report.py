@@ -664,7 +664,10 @@ def utility_cost_figure(logs: Sequence[EpisodeLog], min_payoff: float = 0.0) -> 
     axis.set_ylabel("mean utility per episode (to the principal)")
     axis.set_title("Utility against cost per agent (95% intervals)", fontsize=11)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="best")
+    if rows:
+        axis.legend(fontsize=7, loc="best")
+    else:
+        axis.text(0.5, 0.5, "no valid episodes", ha="center", va="center", transform=axis.transAxes)
     return figure
 
 
