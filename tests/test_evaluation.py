@@ -76,41 +76,43 @@ def eval_command(out: Path, *extra: str) -> list[str]:
     ]
 
 
-def start_and_wait_for_first_episode(command: list[str], log: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    deadline = time.monotonic() + 60
-    while not (log.is_file() and log.stat().st_size > 0):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the run wrote nothing within 60 s"
-        time.sleep(0.01)
-    return process
 
 
 def count_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n")
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
+def wait_for_lines(process: subprocess.Popen, log: Path, lines: int) -> None:
+    """Wait until `log` holds at least `lines` lines (the process must still be running)."""
+    deadline = time.monotonic() + 60
+    while count_lines(log) < lines:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"fewer than {lines} episodes within 60 s"
+        time.sleep(0.002)
 
 
 def test_sigkill_then_resume_gives_exactly_the_uninterrupted_episodes(tmp_path, reference):
     out = tmp_path / "run"
     log = out / EPISODES_FILE
+    total = len(reference)
     rng = random.Random()
-    process = start_and_wait_for_first_episode(eval_command(out, "--concurrency", "8"), log)
-    time.sleep(rng.uniform(0.0, 0.8))
+    # kill at a random moment: once a random share of the grid (up to 60%) is on disk
+    process = start(eval_command(out, "--concurrency", "8"))
+    wait_for_lines(process, log, rng.randint(1, int(0.6 * total)))
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     partial = count_lines(log)
-    assert 0 < partial < len(reference), "the kill should land mid-run"
-    # a second kill during the resumed run, then a resume to the end
-    process = subprocess.Popen(
-        eval_command(out, "--resume", "--concurrency", "8"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    time.sleep(rng.uniform(0.6, 1.2))
-    process.kill()
+    assert 0 < partial < total, "the kill should land mid-run"
+    # kill the resumed run too, somewhere in what was left, then resume to the end
+    process = start(eval_command(out, "--resume", "--concurrency", "8"))
+    wait_for_lines(process, log, rng.randint(partial + 1, partial + (total - partial) // 2))
+    os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+    assert count_lines(log) < total
     done = subprocess.run(
         eval_command(out, "--resume"), capture_output=True, text=True, timeout=120
     )
@@ -122,10 +124,8 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_episodes(tmp_path, 
 def test_sigkill_of_a_multiprocess_run_then_resume(tmp_path, reference):
     out = tmp_path / "run"
     log = out / EPISODES_FILE
-    process = start_and_wait_for_first_episode(
-        eval_command(out, "--workers", "2", "--concurrency", "8"), log
-    )
-    time.sleep(random.uniform(0.0, 0.4))
+    process = start(eval_command(out, "--workers", "2", "--concurrency", "8"))
+    wait_for_lines(process, log, random.randint(1, len(reference) // 2))
     os.killpg(process.pid, signal.SIGKILL)  # the parent and both workers
     process.wait(timeout=30)
     assert count_lines(log) < len(reference)
@@ -139,7 +139,8 @@ def test_sigkill_of_a_multiprocess_run_then_resume(tmp_path, reference):
 def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, reference):
     out = tmp_path / "run"
     log = out / EPISODES_FILE
-    process = start_and_wait_for_first_episode(eval_command(out, "--concurrency", "8"), log)
+    process = start(eval_command(out, "--concurrency", "8"))
+    wait_for_lines(process, log, random.randint(1, len(reference) // 2))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
