@@ -1,6 +1,6 @@
 """LLM calls per second of the evaluation runner against a loopback server with fixed latency.
 
-Run: python benchmarks/eval_throughput.py [--latency 0.2] [--episodes-per-lane 16] [--workers 2]
+Run: python benchmarks/eval_throughput.py [--latency 0.2] [--episodes-per-lane 12] [--workers 2] [--repeat 2]
 
 An LLM agent (``llm:openai/gpt-4o-mini`` through litellm, native tool calling) plays every
 organization against `tp_gym.testing.FakeOpenAIServer`, which answers each request after
@@ -22,7 +22,9 @@ Printed side by side, all measured in this run:
 
 Rates count LLM calls finished per second of wall time over the whole run (start-up and
 the tail where fewer episodes remain are included); *steady* counts only the middle 80% of
-the run, where every lane is busy. Goals: at 16, at least 90% of the ideal rate; at 64,
+the run, where every lane is busy. The concurrent measurements are repeated `--repeat`
+times, interleaved, and the best of each is shown: other processes on a shared machine only
+ever slow a measurement down. Goals: at 16, at least 90% of the ideal rate; at 64,
 within 10% of the bare ceiling; workers lift the ceiling with the cores.
 """
 
@@ -226,8 +228,8 @@ def main() -> None:
     parser.add_argument(
         "--episodes-per-lane",
         type=int,
-        default=16,
-        help="episodes per concurrent slot in the runner measurements (default 16; the fewer, "
+        default=12,
+        help="episodes per concurrent slot in the runner measurements (default 12; the fewer, "
         "the more the start and the tail of a run weigh)",
     )
     parser.add_argument(
@@ -238,6 +240,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--full-sequential", action="store_true", help="run the whole grid one at a time"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="interleaved repetitions of the concurrent measurements; the best of each is "
+        "shown (default 2)",
     )
     parser.add_argument(
         "--server",
@@ -264,9 +273,28 @@ def main() -> None:
         requests = warm_up(base)
 
         grid16 = grid_for(16 * args.episodes_per_lane)
+        grid64 = grid_for(64 * args.episodes_per_lane, first_seed=1000)
         sequential = run_sequential(
             base, grid16, None if args.full_sequential else args.sequential_episodes
         )
+        # Interleaved repetitions, best of each kept (as timeit does): other processes on
+        # the machine only ever slow a measurement down.
+        best: dict[str, Measured] = {}
+        for repetition in range(args.repeat):
+            measured = [
+                run_bare(16, max(200, args.bare_calls // 4), requests),
+                run_runner(base, grid16, 16, 1, Path(tmp, f"c16-{repetition}")),
+                run_bare(64, args.bare_calls, requests),
+                run_runner(base, grid64, 64, 1, Path(tmp, f"c64-{repetition}")),
+            ]
+            for count in workers:
+                out = Path(tmp, f"c64w{count}-{repetition}")
+                measured.append(run_runner(base, grid64, 64, count, out))
+            for m in measured:
+                if m.label not in best or m.rate > best[m.label].rate:
+                    best[m.label] = m
+        bare16, at16, bare, at64, *with_workers = best.values()
+        ideal16 = 16 / args.latency
         rows.append(
             (
                 sequential,
@@ -274,22 +302,17 @@ def main() -> None:
                 f"~{len(grid16) * sequential.seconds / sequential.episodes:.0f}s",
             )
         )
-        ideal16 = 16 / args.latency
-        bare16 = run_bare(16, max(200, args.bare_calls // 4), requests)
         rows.append((bare16, f"{bare16.rate / ideal16:.0%} of ideal {ideal16:.0f}/s"))
-        at16 = run_runner(base, grid16, 16, 1, Path(tmp, "c16"))
         rows.append(
             (
                 at16,
                 f"{at16.rate / ideal16:.0%} of ideal {ideal16:.0f}/s (steady "
-                f"{(at16.steady or 0) / ideal16:.0%}); {at16.rate / sequential.rate:.1f}x one at a "
-                f"time; goal >= 90%: {'ok' if at16.rate >= 0.9 * ideal16 else 'MISSED'}",
+                f"{(at16.steady or 0) / ideal16:.0%}), {at16.rate / bare16.rate:.0%} of bare; "
+                f"{at16.rate / sequential.rate:.1f}x one at a time; goal >= 90% of ideal: "
+                f"{'ok' if at16.rate >= 0.9 * ideal16 else 'MISSED'}",
             )
         )
-        bare = run_bare(64, args.bare_calls, requests)
         rows.append((bare, f"ideal {64 / args.latency:.0f}/s: the one-process ceiling"))
-        grid64 = grid_for(64 * args.episodes_per_lane, first_seed=1000)
-        at64 = run_runner(base, grid64, 64, 1, Path(tmp, "c64"))
         rows.append(
             (
                 at64,
@@ -298,12 +321,12 @@ def main() -> None:
                 f"{'ok' if at64.rate >= 0.9 * bare.rate else 'MISSED'}",
             )
         )
-        for count in workers:
-            measured = run_runner(base, grid64, 64, count, Path(tmp, f"c64w{count}"))
+        for measured in with_workers:
             rows.append(
                 (
                     measured,
-                    f"{measured.rate / at64.rate:.2f}x one process; "
+                    f"{measured.rate / at64.rate:.2f}x one process (steady "
+                    f"{(measured.steady or 0) / (at64.steady or 1):.2f}x); "
                     f"{measured.rate / bare.rate:.0%} of the one-process ceiling",
                 )
             )
