@@ -932,8 +932,8 @@ def evaluate(
             )
         if resume:
             repair_tail(path)
-            if retry_errors and path.is_file():
-                retried = _drop_errored(path)
+            if retry_errors:
+                retried = sum(_drop_errored(file) for file in files)
             for file in files:
                 keys, _ = _scan(file)
                 done |= keys
