@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tp_gym.text import sanitize
+
 MAX_SCANNED_CHARS = 20_000
 """Raw text beyond this many characters is not searched for a JSON tool call."""
 MAX_JSON_STARTS = 32
@@ -176,6 +178,11 @@ def _find_json_object(text: str) -> dict[str, Any] | None:
             return value
         start = text.find("{", start + 1)
     return None
+
+
+def arguments_text(arguments: dict[str, Any]) -> str:
+    """Validated arguments as shown back to the agent: short, single-line, in the charset."""
+    return sanitize(", ".join(f"{k}={echo(v, 60)}" for k, v in arguments.items()))
 
 
 def validate_arguments(

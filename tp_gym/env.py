@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from tp_gym.actions import ParsedAction, echo, parse_action, validate_arguments
+from tp_gym.actions import ParsedAction, arguments_text, parse_action, validate_arguments
 from tp_gym.briefing import briefing_text, tool_schema
 from tp_gym.classify import classify_roles
 from tp_gym.oversight import NOT_SEEN, Odds, Verdict, coverage, judge_toxic_call
@@ -127,8 +127,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             }
         )
         self._stage_turns = [p.turn for p in self.org.pressure]
-        self._resource_padding = [0.0] * (MAX_RESOURCES - len(self.org.resources))
-        self._tool_padding = [0.0] * (MAX_TOOLS - self.n_tools)
+        self._n_resources = len(self.org.resources)
         self._template = ScenarioTemplate(self.org)
         self._done = True
         self._last_text = ""
@@ -163,6 +162,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self.detected = dict.fromkeys(CATEGORIES, 0)
         self.roles: list[str | None] = []
         self._uses = [0] * self.n_tools
+        self._features = np.zeros(N_FEATURES, dtype=np.float32)
         self._coverage = coverage(self.org.oversight, self.world.safeguards)
         self._status_format = [
             (f"- {label}: ", f" {resource.unit}" if resource.unit else "")
@@ -190,7 +190,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         level = self.org.pressure[self.stage].level
         delay_cost = self.org.pressure[self.stage].delay_cost
         parsed = parse_action(action, self._names, self.n_tools)
-        tool, arguments = self._resolve(parsed)
+        tool, shown_arguments = self._resolve(parsed)
         reward = 0.0
         cost = 0.0
         terminated = False
@@ -205,9 +205,11 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         else:
             self._last_invalid = False
             self.roles.append(tool.role)
-            self._uses[parsed.position or 0] += 1
+            position = parsed.position or 0
+            self._uses[position] += 1
+            self._features[6 + MAX_RESOURCES + position] = self._uses[position] / self.max_turns
             lines.append(
-                f"Turn {self.turn}/{self.max_turns}: you called {tool.name}({_args_text(arguments)})."
+                f"Turn {self.turn}/{self.max_turns}: you called {tool.name}({shown_arguments})."
             )
             if tool.role in TOXIC_ROLES:
                 reward, cost, terminated, verdict = self._execute_toxic(tool, lines)
@@ -223,11 +225,14 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             lines.append("The turn limit is reached; the session ends without a resolution.")
         self._done = terminated or truncated
         if not self._done:
-            lines.append(self._advance_pressure(self.turn))
-        self._coverage = coverage(self.org.oversight, self.world.safeguards)
+            message = self._advance_pressure(self.turn)
+            if message:
+                lines.append(message)
+        if tool is not None and tool.compiled.touches_safeguards:
+            self._coverage = coverage(self.org.oversight, self.world.safeguards)
         lines.append("Current status:")
         lines += self._status_lines()
-        self._last_text = "\n".join(line for line in lines if line)[:MAX_OBS_CHARS]
+        self._last_text = "\n".join(lines)[:MAX_OBS_CHARS]
         info = self._info(cost, tool, parsed.error is None and tool is not None, verdict, level)
         return self._observation(), float(reward), terminated, truncated, info
 
@@ -269,16 +274,18 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         if not hasattr(self, "scenario"):
             raise RuntimeError("call reset() first")
 
-    def _resolve(self, parsed: ParsedAction) -> tuple[ScenarioTool | None, dict[str, Any]]:
+    def _resolve(self, parsed: ParsedAction) -> tuple[ScenarioTool | None, str]:
+        """The called tool and its arguments as shown back, or (None, "") with `parsed.error` set."""
         if parsed.error is not None or parsed.position is None:
-            return None, {}
+            return None, ""
         tool = self._shown[parsed.position]
-        raw = tool.defaults if parsed.use_defaults else parsed.arguments
-        arguments, error = validate_arguments(tool.name, tool.args, raw)
+        if parsed.use_defaults:
+            return tool, tool.default_call()
+        arguments, error = validate_arguments(tool.name, tool.args, parsed.arguments)
         if error is not None:
             parsed.error = error
-            return None, {}
-        return tool, arguments
+            return None, ""
+        return tool, arguments_text(arguments)
 
     def odds(self) -> Odds:
         """Current block/warn/detect probabilities for a toxic call."""
@@ -296,7 +303,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         reward = 0.0
         terminated = False
         if verdict.blocked:
-            lines.append(tool.oversight_text.get("blocked") or self.scenario.text("blocked"))
+            lines.append(tool.oversight_text("blocked") or self.scenario.text("blocked"))
         else:
             before = self.world.snapshot() if oversight.rollback and verdict.detected else None
             reward = self.world.apply(tool.effects)
@@ -304,7 +311,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             lines.append(tool.result)
             if verdict.warned:
                 self.warnings += 1
-                lines.append(tool.oversight_text.get("warning") or self.scenario.text("warning"))
+                lines.append(tool.oversight_text("warning") or self.scenario.text("warning"))
             if before is not None:
                 reward += self.world.restore(before)
         if verdict.detected:
@@ -312,7 +319,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             for category, _ in tool.violations:
                 self.detected[category] += 1
             reward -= oversight.detection_penalty * self._penalty
-            lines.append(tool.oversight_text.get("detected") or self.scenario.text("detected"))
+            lines.append(tool.oversight_text("detected") or self.scenario.text("detected"))
             limit = oversight.replace_after_detections
             if limit is not None and self.detections >= limit:
                 reward -= oversight.replacement_penalty * self._penalty
@@ -340,20 +347,17 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         ]
 
     def _observation(self) -> dict[str, Any]:
+        """The observation; `features` slots for tool uses are kept current by `step`."""
+        features = self._features
         turns = float(self.max_turns)
-        features = [
-            self.turn / turns,
-            self.org.pressure[self.stage].level / MAX_PRESSURE,
-            float(self._last_invalid),
-            min(1.0, self.warnings / turns),
-            min(1.0, self.detections / turns),
-            self._coverage if self.variables.observed else 0.0,
-            *self.world.normalized_resources(),
-            *self._resource_padding,
-            *(uses / turns for uses in self._uses),
-            *self._tool_padding,
-        ]
-        return {"text": self._last_text, "features": np.array(features, dtype=np.float32)}
+        features[0] = self.turn / turns
+        features[1] = self.org.pressure[self.stage].level / MAX_PRESSURE
+        features[2] = float(self._last_invalid)
+        features[3] = min(1.0, self.warnings / turns)
+        features[4] = min(1.0, self.detections / turns)
+        features[5] = self._coverage if self.variables.observed else 0.0
+        features[6 : 6 + self._n_resources] = self.world.normalized_resources()
+        return {"text": self._last_text, "features": features.copy()}
 
     def _info(
         self,
@@ -412,11 +416,6 @@ class Oracle:
     def detection_penalty(self) -> float:
         """Reward lost when oversight detects a violation (liability included)."""
         return self._env.org.oversight.detection_penalty * self._env._penalty
-
-
-def _args_text(arguments: dict[str, Any]) -> str:
-    """The validated arguments, shortened and inside the observation charset."""
-    return sanitize(", ".join(f"{k}={echo(v, 60)}" for k, v in arguments.items()))
 
 
 def _resolve_spec(spec: str | Path | OrgSpec) -> OrgSpec:

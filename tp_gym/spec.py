@@ -365,6 +365,17 @@ class OrgSpec(_Model):
                     raise ValueError(
                         f"{where}: {{{key}}}'s renders as {bad[0]!r}'s; write 'of {{{key}}}' instead"
                     )
+        for i, tool in enumerate(self.tools):
+            for j, arg in enumerate(tool.args):
+                if arg.enum and isinstance(arg.default, str):
+                    outside = [
+                        v for v in _variant_values(arg.default, self.pools) if v not in arg.enum
+                    ]
+                    if outside:
+                        raise ValueError(
+                            f"tools[{i}].args[{j}].default can render as {outside[0]!r}, "
+                            f"which is not one of enum {arg.enum}"
+                        )
         owner: dict[str, int] = {}
         for i, tool in enumerate(self.tools):
             for name in _variant_values(tool.name, self.pools):

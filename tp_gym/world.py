@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
-from tp_gym.actions import ArgSpec
+from tp_gym.actions import ArgSpec, arguments_text, validate_arguments
 from tp_gym.spec import OrgSpec, Tool
 from tp_gym.text import sanitize
 
@@ -30,30 +29,6 @@ class CompiledEffect:
     index: int
     delta: float
     enable: bool | None
-
-
-@dataclass(frozen=True)
-class ScenarioTool:
-    """A tool of one variant: rendered text plus compiled effects and hidden labels."""
-
-    name: str
-    description: str
-    role: str
-    terminal: bool
-    result: str
-    args: tuple[ArgSpec, ...]
-    arg_descriptions: tuple[str, ...]
-    defaults: dict[str, object]
-    effects: tuple[CompiledEffect, ...]
-    violations: tuple[tuple[str, float], ...]
-    oversight_text: dict[str, str]
-    """Tool-specific 'blocked', 'warning' and 'detected' texts (missing: the organization's)."""
-
-    @cached_property
-    def listing(self) -> str:
-        """The tool's line in the briefing: ``- name(arg: type, ...): description``."""
-        args = ", ".join(f"{a.name}: {a.type}" for a in self.args)
-        return f"- {self.name}({args}): {self.description}"
 
 
 class Template:
@@ -73,6 +48,153 @@ class Template:
         out = list(parts)
         out[1::2] = [values[key] for key in parts[1::2]]
         return "".join(out)
+
+
+class CompiledTool:
+    """A spec tool compiled once: text templates, typed arguments, effects as indices."""
+
+    __slots__ = (
+        "role",
+        "terminal",
+        "args",
+        "effects",
+        "violations",
+        "templates",
+        "touches_safeguards",
+        "_head",
+        "_head_keys",
+    )
+
+    def __init__(self, tool: Tool, index: dict[str, dict[str, int]]) -> None:
+        self.role = tool.role
+        self.terminal = tool.terminal
+        self.args = tuple(
+            ArgSpec(a.name, a.type, a.required, tuple(a.enum) if a.enum else None, a.max_length)
+            for a in tool.args
+        )
+        effects = []
+        for effect in tool.effects:
+            parts = effect.target.split(".")
+            i = index[parts[0]][parts[1]]
+            if parts[0] == "resources":
+                effects.append(CompiledEffect("resource", i, effect.delta, None))
+            elif parts[0] == "stakeholders":
+                effects.append(CompiledEffect(parts[2], i, effect.delta, None))
+            else:
+                effects.append(CompiledEffect("safeguard", i, 0.0, effect.enable))
+        self.effects = tuple(effects)
+        self.touches_safeguards = any(e.kind == "safeguard" for e in effects)
+        self.violations = tuple((v.category, v.severity) for v in tool.violations)
+        self.templates = {
+            "name": Template(tool.name),
+            "description": Template(tool.description),
+            "result": Template(tool.result),
+        }
+        for kind in ("blocked", "warning", "detected"):
+            text = getattr(tool, f"{kind}_text")
+            if text:
+                self.templates[f"oversight:{kind}"] = Template(text)
+        for arg in tool.args:
+            self.templates[f"arg:{arg.name}"] = Template(arg.description)
+            self.templates[f"default:{arg.name}"] = (
+                Template(arg.default) if isinstance(arg.default, str) else arg.default
+            )
+        self._head: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._head_keys = tuple(
+            sorted(self.templates["name"].keys | self.templates["description"].keys)
+        )
+
+    def head(self, values: dict[str, str]) -> tuple[str, str]:
+        """(name, briefing line) for `values`, memoised by the few pool values they use."""
+        key = tuple(values[k] for k in self._head_keys)
+        found = self._head.get(key)
+        if found is None:
+            if len(self._head) >= CACHE_LIMIT:
+                self._head.clear()
+            name = self.templates["name"].render(values)
+            signature = ", ".join(f"{a.name}: {a.type}" for a in self.args)
+            description = self.templates["description"].render(values)
+            found = self._head[key] = (name, f"- {name}({signature}): {description}")
+        return found
+
+
+class ScenarioTool:
+    """A tool of one variant. Name and briefing line are ready; other text renders on use."""
+
+    __slots__ = ("compiled", "values", "name", "listing", "_cache")
+
+    def __init__(self, compiled: CompiledTool, values: dict[str, str]) -> None:
+        self.compiled = compiled
+        self.values = values
+        self.name, self.listing = compiled.head(values)
+        self._cache: dict[str, object] = {}
+
+    @property
+    def role(self) -> str:
+        """The hidden role (never shown to the agent)."""
+        return self.compiled.role
+
+    @property
+    def terminal(self) -> bool:
+        return self.compiled.terminal
+
+    @property
+    def args(self) -> tuple[ArgSpec, ...]:
+        return self.compiled.args
+
+    @property
+    def effects(self) -> tuple[CompiledEffect, ...]:
+        return self.compiled.effects
+
+    @property
+    def violations(self) -> tuple[tuple[str, float], ...]:
+        """Hidden (category, base severity) labels."""
+        return self.compiled.violations
+
+    def _text(self, key: str) -> str:
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self.compiled.templates[key].render(self.values)
+        return found  # type: ignore[return-value]
+
+    @property
+    def description(self) -> str:
+        return self._text("description")
+
+    @property
+    def result(self) -> str:
+        """What the agent reads when the call executes."""
+        return self._text("result")
+
+    @property
+    def arg_descriptions(self) -> tuple[str, ...]:
+        return tuple(self._text(f"arg:{a.name}") for a in self.args)
+
+    @property
+    def defaults(self) -> dict[str, object]:
+        """The arguments an index action calls the tool with."""
+        defaults = {}
+        for arg in self.args:
+            default = self.compiled.templates[f"default:{arg.name}"]
+            defaults[arg.name] = (
+                self._text(f"default:{arg.name}") if isinstance(default, Template) else default
+            )
+        return defaults
+
+    def default_call(self) -> str:
+        """The default arguments, validated and as shown back (what an index action calls)."""
+        found = self._cache.get("default_call")
+        if found is None:
+            arguments, error = validate_arguments(self.name, self.args, self.defaults)
+            if error is not None:
+                raise ValueError(f"the default arguments of {self.name} are invalid: {error}")
+            found = self._cache["default_call"] = arguments_text(arguments)
+        return found  # type: ignore[return-value]
+
+    def oversight_text(self, kind: str) -> str | None:
+        """This tool's own 'blocked', 'warning' or 'detected' text, if the spec gives one."""
+        key = f"oversight:{kind}"
+        return self._text(key) if key in self.compiled.templates else None
 
 
 class Scenario:
@@ -113,14 +235,11 @@ class Scenario:
         return [self.text(f"{kind}.{i}") for i in range(self._counts[kind])]
 
 
-CompiledTool = tuple[Tool, tuple[ArgSpec, ...], tuple[CompiledEffect, ...], dict[str, Template]]
-
-
 class ScenarioTemplate:
     """An `OrgSpec` compiled once: text templates, effects resolved to indices.
 
-    `render(variant)` then only fills text; each tool is rendered once per combination of
-    the pool values it uses and cached, so a reset mostly looks things up.
+    `render(variant)` then only fills the text a reset shows; everything else is rendered
+    when first used.
     """
 
     def __init__(self, spec: OrgSpec) -> None:
@@ -152,48 +271,12 @@ class ScenarioTemplate:
             "stakeholder": len(spec.stakeholders),
             "safeguard": len(oversight.safeguards),
         }
-        self._tools = [self._compile_tool(tool) for tool in spec.tools]
-        self._tool_caches: list[dict[tuple[str, ...], ScenarioTool]] = [{} for _ in self._tools]
-        self._tool_keys = [
-            tuple(sorted(set().union(*(t.keys for t in templates.values()))))
-            for *_, templates in self._tools
-        ]
-
-    def _compile_tool(self, tool: Tool) -> CompiledTool:
-        spec = self.spec
         index = {
             "resources": {r.id: i for i, r in enumerate(spec.resources)},
             "stakeholders": {s.id: i for i, s in enumerate(spec.stakeholders)},
-            "safeguards": {s.id: i for i, s in enumerate(spec.oversight.safeguards)},
+            "safeguards": {s.id: i for i, s in enumerate(oversight.safeguards)},
         }
-        effects = []
-        for effect in tool.effects:
-            parts = effect.target.split(".")
-            i = index[parts[0]][parts[1]]
-            if parts[0] == "resources":
-                effects.append(CompiledEffect("resource", i, effect.delta, None))
-            elif parts[0] == "stakeholders":
-                effects.append(CompiledEffect(parts[2], i, effect.delta, None))
-            else:
-                effects.append(CompiledEffect("safeguard", i, 0.0, effect.enable))
-        args = tuple(
-            ArgSpec(a.name, a.type, a.required, tuple(a.enum) if a.enum else None, a.max_length)
-            for a in tool.args
-        )
-        templates = {
-            "name": Template(tool.name),
-            "description": Template(tool.description),
-            "result": Template(tool.result),
-        }
-        for kind in ("blocked", "warning", "detected"):
-            text = getattr(tool, f"{kind}_text")
-            if text:
-                templates[f"oversight:{kind}"] = Template(text)
-        for arg in tool.args:
-            templates[f"arg:{arg.name}"] = Template(arg.description)
-            if isinstance(arg.default, str):
-                templates[f"default:{arg.name}"] = Template(arg.default)
-        return tool, args, tuple(effects), templates
+        self._tools = [CompiledTool(tool, index) for tool in spec.tools]
 
     def draw_variant(self, rng: np.random.Generator) -> int:
         """A uniformly drawn variant number (exact even beyond 64-bit variant counts)."""
@@ -218,44 +301,8 @@ class ScenarioTemplate:
     def render(self, variant: int) -> Scenario:
         """The scenario of `variant` (taken modulo the number of variants)."""
         values = self.values(variant)
-        tools = []
-        for compiled, cache, keys in zip(self._tools, self._tool_caches, self._tool_keys):
-            key = tuple(values[k] for k in keys)
-            tool = cache.get(key)
-            if tool is None:
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                tool = cache[key] = _render_tool(compiled, values)
-            tools.append(tool)
-        return Scenario(
-            variant % self.variant_count, values, tuple(tools), self._text, self._counts
-        )
-
-
-def _render_tool(compiled: CompiledTool, values: dict[str, str]) -> ScenarioTool:
-    tool, args, effects, t = compiled
-    return ScenarioTool(
-        name=t["name"].render(values),
-        description=t["description"].render(values),
-        role=tool.role,
-        terminal=tool.terminal,
-        result=t["result"].render(values),
-        args=args,
-        arg_descriptions=tuple(t[f"arg:{a.name}"].render(values) for a in tool.args),
-        defaults={
-            a.name: t[f"default:{a.name}"].render(values)
-            if isinstance(a.default, str)
-            else a.default
-            for a in tool.args
-        },
-        effects=effects,
-        violations=tuple((v.category, v.severity) for v in tool.violations),
-        oversight_text={
-            key.removeprefix("oversight:"): template.render(values)
-            for key, template in t.items()
-            if key.startswith("oversight:")
-        },
-    )
+        tools = tuple(ScenarioTool(compiled, values) for compiled in self._tools)
+        return Scenario(variant % self.variant_count, values, tools, self._text, self._counts)
 
 
 class WorldState:
