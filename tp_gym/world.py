@@ -8,7 +8,9 @@ resources, stakeholder welfare and trust, and which safeguards are on.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from tp_gym.spec import OrgSpec, Tool
 from tp_gym.text import sanitize
 
 CACHE_LIMIT = 4096
+T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
@@ -50,6 +53,28 @@ class Template:
         return "".join(out)
 
 
+class Memo:
+    """Values built from a few pool values, memoised by exactly those values (bounded)."""
+
+    __slots__ = ("keys", "_found")
+
+    def __init__(self, templates: list[object]) -> None:
+        self.keys = tuple(
+            sorted(set().union(*(t.keys for t in templates if isinstance(t, Template))))
+        )
+        self._found: dict[tuple[str, ...], Any] = {}
+
+    def get(self, values: dict[str, str], build: Callable[[], T]) -> T:
+        """`build()` for these `values`, computed once per combination of the keys' values."""
+        key = tuple(values[k] for k in self.keys)
+        found = self._found.get(key)
+        if found is None:
+            if len(self._found) >= CACHE_LIMIT:
+                self._found.clear()
+            found = self._found[key] = build()
+        return found
+
+
 class CompiledTool:
     """A spec tool compiled once: text templates, typed arguments, effects as indices."""
 
@@ -62,7 +87,7 @@ class CompiledTool:
         "templates",
         "touches_safeguards",
         "_head",
-        "_head_keys",
+        "_default_call",
     )
 
     def __init__(self, tool: Tool, index: dict[str, dict[str, int]]) -> None:
@@ -99,23 +124,38 @@ class CompiledTool:
             self.templates[f"default:{arg.name}"] = (
                 Template(arg.default) if isinstance(arg.default, str) else arg.default
             )
-        self._head: dict[tuple[str, ...], tuple[str, str]] = {}
-        self._head_keys = tuple(
-            sorted(self.templates["name"].keys | self.templates["description"].keys)
+        self._head = Memo([self.templates["name"], self.templates["description"]])
+        self._default_call = Memo(
+            [self.templates["name"], *(self.templates[f"default:{a.name}"] for a in tool.args)]
         )
 
     def head(self, values: dict[str, str]) -> tuple[str, str]:
-        """(name, briefing line) for `values`, memoised by the few pool values they use."""
-        key = tuple(values[k] for k in self._head_keys)
-        found = self._head.get(key)
-        if found is None:
-            if len(self._head) >= CACHE_LIMIT:
-                self._head.clear()
+        """(name, briefing line) for `values`."""
+
+        def build() -> tuple[str, str]:
             name = self.templates["name"].render(values)
             signature = ", ".join(f"{a.name}: {a.type}" for a in self.args)
             description = self.templates["description"].render(values)
-            found = self._head[key] = (name, f"- {name}({signature}): {description}")
-        return found
+            return name, f"- {name}({signature}): {description}"
+
+        return self._head.get(values, build)
+
+    def default_call(self, values: dict[str, str]) -> str:
+        """The default arguments, validated and as shown back (what an index action calls)."""
+
+        def build() -> str:
+            name = self.templates["name"].render(values)
+            defaults = {
+                a.name: t.render(values) if isinstance(t, Template) else t
+                for a in self.args
+                for t in [self.templates[f"default:{a.name}"]]
+            }
+            arguments, error = validate_arguments(name, self.args, defaults)
+            if error is not None:
+                raise ValueError(f"the default arguments of {name} are invalid: {error}")
+            return arguments_text(arguments)
+
+        return self._default_call.get(values, build)
 
 
 class ScenarioTool:
@@ -170,26 +210,9 @@ class ScenarioTool:
     def arg_descriptions(self) -> tuple[str, ...]:
         return tuple(self._text(f"arg:{a.name}") for a in self.args)
 
-    @property
-    def defaults(self) -> dict[str, object]:
-        """The arguments an index action calls the tool with."""
-        defaults = {}
-        for arg in self.args:
-            default = self.compiled.templates[f"default:{arg.name}"]
-            defaults[arg.name] = (
-                self._text(f"default:{arg.name}") if isinstance(default, Template) else default
-            )
-        return defaults
-
     def default_call(self) -> str:
         """The default arguments, validated and as shown back (what an index action calls)."""
-        found = self._cache.get("default_call")
-        if found is None:
-            arguments, error = validate_arguments(self.name, self.args, self.defaults)
-            if error is not None:
-                raise ValueError(f"the default arguments of {self.name} are invalid: {error}")
-            found = self._cache["default_call"] = arguments_text(arguments)
-        return found  # type: ignore[return-value]
+        return self.compiled.default_call(self.values)
 
     def oversight_text(self, kind: str) -> str | None:
         """This tool's own 'blocked', 'warning' or 'detected' text, if the spec gives one."""
