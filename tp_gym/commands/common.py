@@ -73,3 +73,62 @@ def match_env_ids(patterns: str) -> list[str]:
             raise CommandError(f"no environment matches {pattern!r}; known: {', '.join(known)}")
         chosen += [i for i in matched if i not in chosen]
     return chosen
+
+
+LLM_OPTIONS: tuple[str, ...] = (
+    "api_base",
+    "protocol",
+    "context",
+    "temperature",
+    "max_tokens",
+    "timeout",
+    "max_retries",
+    "cassette",
+    "cassette_mode",
+)
+"""`LLMAgent` keyword options that `add_llm_flags` puts on the command line."""
+
+
+def add_llm_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The options of `llm:` agents, in an "LLM agents" group (returned for additions)."""
+    llm = parser.add_argument_group("LLM agents")
+    llm.add_argument(
+        "--api-base", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
+    )
+    llm.add_argument(
+        "--protocol",
+        choices=("tools", "json"),
+        default=None,
+        help="tools: native function calling (default); json: the study's JSON text protocol",
+    )
+    llm.add_argument(
+        "--context",
+        choices=("full", "window"),
+        default=None,
+        help="full: the whole history (default); window: the study's last 6 turns + a summary",
+    )
+    llm.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    llm.add_argument("--max-tokens", type=int, default=None, help="cap on tokens per reply")
+    llm.add_argument(
+        "--timeout", type=float, default=None, help="seconds per LLM call (default 60)"
+    )
+    llm.add_argument(
+        "--max-retries",
+        type=int,
+        default=None,
+        help="retries of a call on rate limits, timeouts, connection and 5xx errors (default 4)",
+    )
+    llm.add_argument("--cassette", default=None, help="record/replay LLM calls in this JSONL file")
+    llm.add_argument(
+        "--cassette-mode",
+        choices=("record", "replay", "auto"),
+        default=None,
+        help="record: always call and save; replay: only from the cassette (strict); "
+        "auto: replay when recorded, else call and record",
+    )
+    return llm
+
+
+def llm_options(args: argparse.Namespace, names: tuple[str, ...] = LLM_OPTIONS) -> dict[str, Any]:
+    """The LLM options among `names` given on the command line (unset ones left out)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

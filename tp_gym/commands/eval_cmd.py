@@ -6,6 +6,8 @@ import argparse
 import itertools
 from typing import Any
 
+from tp_gym.commands.common import add_llm_flags, llm_options
+
 HELP = "run agents x environments x variable settings x seeds concurrently (resumable)"
 
 EPILOG = """\
@@ -83,29 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--report", action="store_true", help="write the report into --out when the run ends"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    llm = parser.add_argument_group("LLM agents")
-    llm.add_argument(
-        "--api-base", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
-    )
-    llm.add_argument(
-        "--protocol",
-        choices=("tools", "json"),
-        default=None,
-        help="tools: native function calling (default); json: the study's JSON text protocol",
-    )
-    llm.add_argument(
-        "--context",
-        choices=("full", "window"),
-        default=None,
-        help="full history (default) or the study's window of recent turns plus a summary",
-    )
-    llm.add_argument("--temperature", type=float, default=None, help="sampling temperature")
-    llm.add_argument(
-        "--timeout", type=float, default=None, help="seconds per LLM call (default 60)"
-    )
-    llm.add_argument(
-        "--max-retries", type=int, default=None, help="retries of a failing LLM call (default 4)"
-    )
+    add_llm_flags(parser)
 
 
 def variable_settings(items: list[str]) -> list[dict[str, Any]]:
@@ -138,12 +118,6 @@ def variable_settings(items: list[str]) -> list[dict[str, Any]]:
         axes[name] = parsed
     names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*axes.values())] or [{}]
-
-
-def llm_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The LLM agent options given on the command line (unset ones left out)."""
-    names = ("api_base", "protocol", "context", "temperature", "timeout", "max_retries")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def build_grid(args: argparse.Namespace) -> Any:

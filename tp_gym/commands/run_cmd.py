@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tp_gym.commands.common import add_variable_flags, parse_variable_flags
+from tp_gym.commands.common import (
+    add_llm_flags,
+    add_variable_flags,
+    llm_options,
+    parse_variable_flags,
+)
 
 HELP = "play one episode of one agent and show it step by step"
 
@@ -28,41 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="append the episode log to this JSONL file")
     parser.add_argument("--quiet", action="store_true", help="print only the one-line summary")
     add_variable_flags(parser)
-    llm = parser.add_argument_group("LLM agents")
-    llm.add_argument(
-        "--api-base", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
-    )
-    llm.add_argument(
-        "--protocol",
-        choices=("tools", "json"),
-        default=None,
-        help="tools: native function calling (default); json: the study's JSON text protocol",
-    )
-    llm.add_argument(
-        "--context",
-        choices=("full", "window"),
-        default=None,
-        help="full: the whole history (default); window: the study's last 6 turns + a summary",
-    )
-    llm.add_argument("--temperature", type=float, default=None, help="sampling temperature")
-    llm.add_argument("--max-tokens", type=int, default=None, help="cap on tokens per reply")
-    llm.add_argument(
-        "--timeout", type=float, default=None, help="seconds per LLM call (default 60)"
-    )
-    llm.add_argument(
-        "--max-retries",
-        type=int,
-        default=None,
-        help="retries of a call on rate limits, timeouts, connection and 5xx errors (default 4)",
-    )
-    llm.add_argument("--cassette", default=None, help="record/replay LLM calls in this JSONL file")
-    llm.add_argument(
-        "--cassette-mode",
-        choices=("record", "replay", "auto"),
-        default=None,
-        help="record: always call and save; replay: only from the cassette (strict); "
-        "auto: replay when recorded, else call and record",
-    )
+    llm = add_llm_flags(parser)
     llm.add_argument(
         "--narrator",
         default=None,
@@ -72,26 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def llm_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The LLM agent options given on the command line (unset ones left out)."""
-    names = (
-        "api_base",
-        "protocol",
-        "context",
-        "temperature",
-        "max_tokens",
-        "timeout",
-        "max_retries",
-        "cassette",
-        "cassette_mode",
-    )
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-
-
 def narrator_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options of the narrator model: the transport and cassette flags of the agent."""
-    names = ("api_base", "timeout", "max_retries", "cassette", "cassette_mode")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return llm_options(args, ("api_base", "timeout", "max_retries", "cassette", "cassette_mode"))
 
 
 def make_env(env: str, variables: dict[str, Any]) -> Any:
