@@ -1,4 +1,4 @@
-"""Wall time of `import tp_gym` in a fresh interpreter (median of N runs).
+"""Wall time of `import tp_gym` and of `tp-gym --help` in fresh interpreters (medians).
 
 Run: python benchmarks/import_time.py [--runs 15]
 
@@ -17,7 +17,7 @@ import time
 
 def timed(code: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=False, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -40,6 +40,11 @@ def main() -> None:
     print(f"interpreter start-up      {bare:.3f} s")
     print(f"import tp_gym (net)       {full - bare:.3f} s   goal < 0.5 s")
     print(f"heavy modules imported    {heavy}")
+    cli = statistics.median(
+        timed("import sys; from tp_gym.cli import main; sys.argv = ['tp-gym', '--help']; main()")
+        for _ in range(args.runs)
+    )
+    print(f"tp-gym --help             {cli:.3f} s   goal < 1 s (interpreter start-up included)")
 
 
 if __name__ == "__main__":
