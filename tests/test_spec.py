@@ -152,3 +152,9 @@ def test_possessive_of_a_name_ending_in_s_is_refused(tmp_path):
     data["pools"]["sponsor"].append("Orvexa Therapeutics")
     data["goal"] = "Serve {sponsor}'s interests."
     assert "write 'of {sponsor}' instead" in load_error(tmp_path, data)
+
+
+def test_a_pool_value_ending_in_a_period_before_a_period_is_refused(tmp_path):
+    data = base()
+    data["pools"]["service"].append("Care Inc.")
+    assert "two periods" in load_error(tmp_path, data)

@@ -71,6 +71,7 @@ ToolName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 _POSSESSIVE = re.compile(r"\{([a-z][a-z0-9_]*)\}'s\b")
+_BEFORE_PERIOD = re.compile(r"\{([a-z][a-z0-9_]*)\}\.")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -359,6 +360,10 @@ class OrgSpec(_Model):
                     raise ValueError(f"{where}: placeholder {{{key}}} has no entry in [pools]")
                 if not self.pools[key]:
                     raise ValueError(f"pools.{key} is empty")
+            for key in _BEFORE_PERIOD.findall(text):
+                bad = [v for v in self.pools.get(key, []) if v.endswith(".")]
+                if bad:
+                    raise ValueError(f"{where}: {{{key}}}. renders as {bad[0]!r}. with two periods")
             for key in _POSSESSIVE.findall(text):
                 bad = [v for v in self.pools.get(key, []) if v.endswith("s")]
                 if bad:
