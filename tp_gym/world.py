@@ -1,8 +1,12 @@
 """The world an episode runs in: a spec rendered for one variant, and its mutable state.
 
-`Scenario` is an `OrgSpec` with every ``{placeholder}`` filled for one variant, compiled into
-flat tuples the engine reads cheaply every step. `WorldState` holds what tools change:
-resources, stakeholder welfare and trust, and which safeguards are on.
+`ScenarioTemplate` compiles an `OrgSpec` once per env: every text becomes a `Template`
+(split at its ``{placeholders}``), every tool a `CompiledTool` (typed arguments, effects
+resolved to indices). `ScenarioTemplate.render(variant)` gives the `Scenario` of one
+episode; it renders only what the briefing shows and memoises per tool by the few pool
+values each text uses, so a reset stays cheap; the rest is rendered on first use.
+`WorldState` holds what tools change: resources, stakeholder welfare and trust, and which
+safeguards are on.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ class CompiledTool:
         self.effects = tuple(effects)
         self.touches_safeguards = any(e.kind == "safeguard" for e in effects)
         self.violations = tuple((v.category, v.severity) for v in tool.violations)
-        self.templates = {
+        self.templates: dict[str, Template | int | float | bool] = {
             "name": Template(tool.name),
             "description": Template(tool.description),
             "result": Template(tool.result),
