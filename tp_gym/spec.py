@@ -69,7 +69,8 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=400)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 ToolName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
-_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+"""A ``{placeholder}`` in spec text: the name of a pool."""
 _POSSESSIVE = re.compile(r"\{([a-z][a-z0-9_]*)\}'s\b")
 _BEFORE_PERIOD = re.compile(r"\{([a-z][a-z0-9_]*)\}\.")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -192,7 +193,7 @@ class ToolArg(_Model):
                 raise ValueError("enum is only allowed on string arguments")
             if not self.enum:
                 raise ValueError("enum must list at least one value")
-            if str(self.default) not in self.enum and not _PLACEHOLDER.search(str(self.default)):
+            if str(self.default) not in self.enum and not PLACEHOLDER.search(str(self.default)):
                 raise ValueError(f"default {self.default!r} is not one of enum {self.enum}")
         return self
 
@@ -355,7 +356,7 @@ class OrgSpec(_Model):
 
     def _check_placeholders(self) -> None:
         for where, text in self.template_fields():
-            for key in _PLACEHOLDER.findall(text):
+            for key in PLACEHOLDER.findall(text):
                 if key not in self.pools:
                     raise ValueError(f"{where}: placeholder {{{key}}} has no entry in [pools]")
                 if not self.pools[key]:
@@ -451,7 +452,7 @@ def _check_unique(where: str, ids: list[str]) -> None:
 
 def _variant_values(template: str, pools: dict[str, list[str]]) -> list[str]:
     """All renderings of `template` when each placeholder takes each of its pool values."""
-    keys = _PLACEHOLDER.findall(template)
+    keys = PLACEHOLDER.findall(template)
     if not keys:
         return [template]
     out = []

@@ -11,7 +11,6 @@ safeguards are on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,13 +18,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tp_gym.actions import ArgSpec, arguments_text, validate_arguments
-from tp_gym.spec import OrgSpec, Tool
+from tp_gym.spec import PLACEHOLDER, OrgSpec, Tool
 from tp_gym.text import sanitize
 
 CACHE_LIMIT = 4096
 T = TypeVar("T")
-
-_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +41,7 @@ class Template:
     __slots__ = ("_parts", "keys")
 
     def __init__(self, text: str) -> None:
-        self._parts = _PLACEHOLDER.split(sanitize(" ".join(text.split())))
+        self._parts = PLACEHOLDER.split(sanitize(" ".join(text.split())))
         self.keys = frozenset(self._parts[1::2])
 
     def render(self, values: dict[str, str]) -> str:
