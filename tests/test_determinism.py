@@ -79,3 +79,24 @@ def test_jsonl_round_trip(tmp_path):
         assert "episodes.jsonl:6" in str(error)
     else:
         raise AssertionError("a torn line must be reported")
+
+
+def test_an_absurdly_nested_action_is_logged_as_an_invalid_action_not_an_error():
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+
+    class Nester:
+        name = "nester"
+        needs_oracle = False
+
+        def reset(self, observation, *, tools, oracle, seed):
+            pass
+
+        def act(self, observation):
+            return nested
+
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", max_turns=2)
+    log = tp_gym.run_episode(env, Nester(), seed=0)
+    assert log.error is None and log.invalid_actions == 2 and log.truncated
+    assert "unserializable" in log.steps[0].action

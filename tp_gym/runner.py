@@ -234,7 +234,11 @@ def loggable(action: Any) -> Any:
     try:
         text = json.dumps(action, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        return {"unserializable": repr(action)[:MAX_LOGGED_ACTION_CHARS]}
+        try:
+            shown = repr(action)[:MAX_LOGGED_ACTION_CHARS]
+        except RecursionError:
+            shown = f"<{type(action).__name__} nested too deeply to show>"
+        return {"unserializable": shown}
     if len(text) > MAX_LOGGED_ACTION_CHARS:
         return {"truncated": text[:MAX_LOGGED_ACTION_CHARS]}
     return json.loads(text)
