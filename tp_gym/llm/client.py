@@ -218,10 +218,7 @@ class LLMClient:
         message = getattr(choice, "message", None)
         if message is None:
             raise EmptyResponseError("the provider's first choice has no message")
-        redact = self.redactor
-        digest = hashlib.sha256(
-            json.dumps(request["messages"], sort_keys=True, default=str).encode("utf-8")
-        ).hexdigest()[:16]
+        redact = self.redactor.snapshot()
         calls = []
         for i, call in enumerate(getattr(message, "tool_calls", None) or []):
             function = getattr(call, "function", None)
@@ -229,7 +226,7 @@ class LLMClient:
             arguments = getattr(function, "arguments", None)
             if not isinstance(arguments, str):
                 arguments = json.dumps(arguments if arguments is not None else {})
-            call_id = getattr(call, "id", None) or f"call_{digest}_{i}"
+            call_id = getattr(call, "id", None) or f"call_{_digest(request['messages'])}_{i}"
             calls.append(CalledTool(str(call_id), redact(str(name)), redact(arguments)))
         content = getattr(message, "content", None)
         if content is not None and not isinstance(content, str):
@@ -285,6 +282,12 @@ class LLMClient:
         if missing:
             return f"; set {' or '.join(missing)} in the environment"
         return "; check the provider's API key variable"
+
+
+def _digest(messages: list[dict[str, Any]]) -> str:
+    """A short, stable id for a conversation (names tool calls a provider left unnamed)."""
+    text = json.dumps(messages, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 __all__ = ["DEFAULT_TIMEOUT", "LLMClient", "LLMError", "load_litellm"]

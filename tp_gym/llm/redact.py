@@ -11,6 +11,7 @@ would destroy the text), and so are environment values shorter than `MIN_ENV_SEC
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -30,14 +31,20 @@ _SHAPES = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_a_secret(name: str) -> bool:
+    return _SECRET_ENV.search(name) is not None
+
+
 def env_secrets(environ: dict[str, str] | None = None) -> set[str]:
-    """Values of environment variables whose names end like credentials."""
-    environ = dict(os.environ) if environ is None else environ
-    return {
-        value
-        for name, value in environ.items()
-        if len(value) >= MIN_ENV_SECRET_CHARS and _SECRET_ENV.search(name)
-    }
+    """Values of environment variables whose names end like credentials.
+
+    Read afresh at every call (a key exported after start-up is still masked); only the
+    verdict on each variable name is cached, so a call costs a few microseconds.
+    """
+    source = os.environ if environ is None else environ
+    values = (source.get(name, "") for name in list(source) if _names_a_secret(name))
+    return {value for value in values if len(value) >= MIN_ENV_SECRET_CHARS}
 
 
 class Redactor:
@@ -59,6 +66,11 @@ class Redactor:
         known = self._secrets | (env_secrets() if self.from_env else set())
         return sorted(known, key=len, reverse=True)
 
+    def snapshot(self) -> Redactor:
+        """A redactor fixed to the secrets known now (environment included): the cheap way
+        to redact many strings at once."""
+        return Redactor(self.secrets(), from_env=False)
+
     def __call__(self, text: str) -> str:
         """`text` with every secret and key-shaped string replaced by ``[REDACTED]``."""
         for secret in self.secrets():
@@ -70,13 +82,17 @@ class Redactor:
 
     def deep(self, value: Any) -> Any:
         """A copy of `value` (dicts, lists, strings) with every string redacted."""
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, dict):
-            return {self.deep(k): self.deep(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.deep(v) for v in value]
-        return value
+        return _deep(self.snapshot() if self.from_env else self, value)
+
+
+def _deep(redact: Redactor, value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_deep(redact, k): _deep(redact, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deep(redact, v) for v in value]
+    return value
 
 
 def redact(text: str, *secrets: str | None) -> str:
