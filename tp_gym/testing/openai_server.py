@@ -35,7 +35,7 @@ import re
 import socket
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
@@ -114,7 +114,8 @@ class FakeOpenAIServer:
 
     Use it as a context manager (or call `start` and `stop`); point clients at `base_url`.
     `stats` counts requests, replies and each injected fault; `authorizations` holds the
-    ``Authorization`` headers seen; `requests` keeps the last 256 request bodies.
+    ``Authorization`` headers seen; `requests` keeps the last 256 request bodies;
+    `most_in_flight` is the largest number of chat requests answered at once.
     """
 
     def __init__(
@@ -143,6 +144,8 @@ class FakeOpenAIServer:
         self.stats: Counter[str] = Counter()
         self.authorizations: set[str] = set()
         self.requests: deque[dict[str, Any]] = deque(maxlen=256)
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -229,6 +232,18 @@ class FakeOpenAIServer:
         """Sleep up to `seconds`, waking early when the server stops."""
         if seconds > 0:
             self._stopping.wait(seconds)
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count one chat request in flight while it is being answered."""
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def count(self, key: str) -> None:
         with self._lock:
@@ -474,6 +489,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with fake._lock:
             fake.requests.append(request)
+        with fake.answering():
+            self._answer(fake, request, len(raw))
+
+    def _answer(self, fake: FakeOpenAIServer, request: dict[str, Any], size: int) -> None:
         reply = fake.answer(request)
         fake.wait(fake.latency if reply.latency is None else reply.latency)
         if reply.fault is not None:
@@ -490,7 +509,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply.status, _error(reply.content or "error", f"status_{reply.status}"))
             return
         fake.count("replies")
-        self._send(200, completion_body(request, reply, len(raw)))
+        self._send(200, completion_body(request, reply, size))
 
     def _send(self, status: int, body: dict[str, Any] | bytes) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
