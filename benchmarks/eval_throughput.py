@@ -16,7 +16,9 @@ Printed side by side, all measured in this run:
    allows at that moment);
 3. bare ``litellm.acompletion`` calls, 64 in flight, replaying the very requests the
    runner sent in a warm-up (same sizes, the conversation growing turn by turn), with no
-   agent, env or log: the ceiling of one Python process (litellm's CPU cost bounds it);
+   agent, env or log, under the garbage-collector settings the runner uses
+   (`tp_gym.evaluation.tuned_collector`): the ceiling of one Python process (litellm's CPU
+   cost bounds it);
 4. the runner at 64 concurrent episodes against that ceiling, and with ``--workers``
    processes, each with its own event loop, sharing one log.
 

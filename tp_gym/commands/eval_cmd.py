@@ -57,8 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=1,
-        help="processes, each with its own event loop (default 1; more lift the ceiling of "
-        "litellm's per-call CPU cost with many concurrent LLM episodes)",
+        help="processes playing the run, this one included, each with its own event loop "
+        "(default 1; more lift the ceiling of litellm's per-call CPU cost with many concurrent "
+        "LLM episodes; a helper takes as long as importing litellm to join)",
     )
     parser.add_argument(
         "--resume",
