@@ -118,3 +118,63 @@ def test_an_llm_agent_and_a_narrator_share_one_server(server, api_key):
     assert log.error is None
     assert set(log.usage) == {"agent", "narrator"}
     assert log.usage["narrator"].priced is False, "no price is known for narrator-model"
+
+
+def test_evaluate_with_a_narrator_awaits_it_beside_other_episodes(
+    make_server, api_key, tmp_path, monkeypatch
+):
+    from tp_gym.evaluation import Grid, evaluate, load_run
+    from tp_gym.llm.client import LLMClient
+
+    def blocking(*args, **kwargs):  # the synchronous call would stall every episode in flight
+        raise AssertionError("the runner must await the narrator")
+
+    monkeypatch.setattr(LLMClient, "complete", blocking)
+    server = make_server(script=narrator_script(), latency=0.05)
+    grid = Grid.build("scripted:compliant,scripted:strategic", envs=ENV_ID, seeds=range(4))
+    result = evaluate(
+        grid,
+        tmp_path,
+        concurrency=8,
+        narrator="openai/narrator-model",
+        llm_options=fast_llm(server),
+    )
+    logs = load_run(tmp_path)
+    assert result.completed == len(grid) == len(logs) and not [
+        log.error for log in logs if log.error
+    ]
+    assert all(log.usage["narrator"].calls == len(log.steps) for log in logs)
+    assert all(PROSE in step.observation for log in logs for step in log.steps)
+    assert server.most_in_flight > 1, "narrator calls of different episodes overlap"
+    plain = {log.key: log for log in load_run(_plain_run(grid, tmp_path / "plain"))}
+    for log in logs:
+        assert log.behaviour == plain[log.key].behaviour and log.utility == plain[log.key].utility
+
+
+def _plain_run(grid, out):
+    from tp_gym.evaluation import evaluate
+
+    evaluate(grid, out)
+    return out
+
+
+def test_tp_gym_eval_takes_a_narrator(make_server, api_key, tmp_path):
+    import json
+
+    from tp_gym.cli import main
+
+    server = make_server(script=narrator_script())
+    out = tmp_path / "run"
+    code = main(
+        [
+            "eval", "--agents", "scripted:compliant", "--envs", ENV_ID, "--seeds", "0-1",
+            "--out", str(out), "--narrator", "openai/narrator-model",
+            "--api-base", server.base_url, "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    lines = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(line["usage"]["narrator"]["calls"] >= 1 for line in lines)
+    assert json.loads((out / "run.json").read_text())["invocations"][0]["narrator"] == (
+        "openai/narrator-model"
+    )

@@ -532,33 +532,59 @@ class EvalResult:
         self.cost_usd += done.cost_usd
 
 
+NARRATOR_OPTIONS = ("api_base", "api_key", "timeout", "max_retries", "cassette", "cassette_mode")
+"""The LLM options a narrator shares with the run's agents: transport and cassette."""
+
+
+@dataclass(frozen=True)
+class PlaySettings:
+    """How every episode of a run is played (picklable, for worker processes)."""
+
+    llm_options: dict[str, Any] = field(default_factory=dict)
+    """Options of every ``llm:`` agent (``api_base``, ``temperature``, ...)."""
+    narrator: str | None = None
+    """A litellm model that narrates each step (`tp_gym.llm.narrator.NarratorWrapper`), or
+    None for the engine's own text."""
+
+    def agent_options(self, spec: str) -> dict[str, Any]:
+        """The keyword options `make_agent` gets for agent `spec`."""
+        return dict(self.llm_options) if spec.startswith("llm:") else {}
+
+    def make_env(self, env_id: str) -> gym.Env[Any, Any]:
+        """A new env for `env_id`, wrapped in the narrator if there is one."""
+        import gymnasium as gym
+
+        # The passive checker only re-checks what `check_env` (in the test suite) covers.
+        env = gym.make(env_id, disable_env_checker=True)
+        if self.narrator is None:
+            return env
+        from tp_gym.llm.narrator import NarratorWrapper
+
+        shared = {k: v for k, v in self.llm_options.items() if k in NARRATOR_OPTIONS}
+        return NarratorWrapper(env, self.narrator, **shared)
+
+
 class EnvPool:
     """Idle environments by id: each concurrent episode gets its own env, reused afterwards."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: PlaySettings) -> None:
+        self._settings = settings
         self._idle: dict[str, list[gym.Env[Any, Any]]] = {}
 
     def acquire(self, env_id: str) -> gym.Env[Any, Any]:
-        import gymnasium as gym
-
         idle = self._idle.get(env_id)
-        # The passive checker only re-checks what `check_env` (in the test suite) covers.
-        return idle.pop() if idle else gym.make(env_id, disable_env_checker=True)
+        return idle.pop() if idle else self._settings.make_env(env_id)
 
     def release(self, env_id: str, env: gym.Env[Any, Any]) -> None:
         self._idle.setdefault(env_id, []).append(env)
 
 
-def _agent_options(spec: str, llm_options: dict[str, Any] | None) -> dict[str, Any]:
-    return dict(llm_options or {}) if spec.startswith("llm:") else {}
-
-
-async def play_job(job: Job, pool: EnvPool, llm_options: dict[str, Any] | None) -> EpisodeLog:
+async def play_job(job: Job, pool: EnvPool, settings: PlaySettings) -> EpisodeLog:
     """Play one job: a fresh agent, an env from the pool, timing filled in."""
     from tp_gym.agents import make_agent
     from tp_gym.runner import arun_episode
 
-    agent = make_agent(job.agent, **_agent_options(job.agent, llm_options))
+    agent = make_agent(job.agent, **settings.agent_options(job.agent))
     env = pool.acquire(job.env_id)
     try:
         started = time.time()
@@ -575,13 +601,18 @@ async def play_job(job: Job, pool: EnvPool, llm_options: dict[str, Any] | None) 
     return log
 
 
-def preload(jobs: Iterable[Job]) -> None:
-    """Import what the jobs' agents need before any episode starts.
+def needs_litellm(jobs: Iterable[Job], settings: PlaySettings) -> bool:
+    """Whether playing `jobs` calls a model (an ``llm:`` agent or a narrator)."""
+    return settings.narrator is not None or any(job.agent.startswith("llm:") for job in jobs)
+
+
+def preload(jobs: Iterable[Job], settings: PlaySettings) -> None:
+    """Import what the jobs' agents and narrator need before any episode starts.
 
     litellm takes seconds to import; imported by the first LLM call instead, it would
     freeze every episode in flight and inflate their timings.
     """
-    if any(job.agent.startswith("llm:") for job in jobs):
+    if needs_litellm(jobs, settings):
         from tp_gym.llm.client import load_litellm
 
         load_litellm()
@@ -621,7 +652,7 @@ async def run_jobs(
     path: Path,
     *,
     concurrency: int,
-    llm_options: dict[str, Any] | None = None,
+    settings: PlaySettings | None = None,
     stop: asyncio.Event | None = None,
     on_done: Callable[[EpisodeDone], None] | None = None,
     claims: Iterator[Job] | None = None,
@@ -637,11 +668,12 @@ async def run_jobs(
     """
     from tp_gym.episode import to_json_line
 
-    preload(jobs)
+    settings = settings or PlaySettings()
+    preload(jobs, settings)
     with tuned_collector():
         writer = EpisodeWriter(path)
         commit = _GroupCommit(writer)
-        pool = EnvPool()
+        pool = EnvPool(settings)
         pending: Iterator[Job] = iter(jobs) if claims is None else claims
         stop = stop or asyncio.Event()
 
@@ -653,7 +685,7 @@ async def run_jobs(
                     job = next(pending, None)
                     if job is None:
                         return
-                    log = await play_job(job, pool, llm_options)
+                    log = await play_job(job, pool, settings)
                 finally:
                     if gate is not None:
                         gate.leave()
@@ -691,7 +723,7 @@ async def _run_here(
     path: Path,
     concurrency: int,
     workers: int,
-    llm_options: dict[str, Any] | None,
+    settings: PlaySettings,
     on_done: Callable[[EpisodeDone], None],
 ) -> bool:
     """Play `jobs` from this event loop (with ``workers - 1`` helper processes if more
@@ -719,12 +751,12 @@ async def _run_here(
                 path,
                 workers=workers,
                 concurrency=concurrency,
-                llm_options=llm_options,
+                settings=settings,
                 stop=stop,
                 on_done=on_done,
             )
         return await run_jobs(
-            jobs, path, concurrency=concurrency, llm_options=llm_options, stop=stop, on_done=on_done
+            jobs, path, concurrency=concurrency, settings=settings, stop=stop, on_done=on_done
         )
     finally:
         for number in installed:
@@ -794,7 +826,7 @@ def agent_names(agents: Iterable[str], llm_options: dict[str, Any] | None = None
 
     names = {}
     for spec in agents:
-        names[spec] = make_agent(spec, **_agent_options(spec, llm_options)).name
+        names[spec] = make_agent(spec, **PlaySettings(llm_options or {}).agent_options(spec)).name
     seen: dict[str, str] = {}
     for spec, name in names.items():
         if name in seen:
@@ -812,6 +844,7 @@ def evaluate(
     resume: bool = False,
     retry_errors: bool = False,
     llm_options: dict[str, Any] | None = None,
+    narrator: str | None = None,
     progress: bool | Callable[[EpisodeDone], None] = False,
     metadata: dict[str, Any] | None = None,
 ) -> EvalResult:
@@ -819,6 +852,9 @@ def evaluate(
 
     `concurrency` bounds the episodes in flight (over all `workers` processes together);
     `llm_options` go to every ``llm:`` agent (``api_base``, ``temperature``, ...).
+    `narrator` is a litellm model that retells each step's outcome (the study's dual-model
+    mode, `tp_gym.llm.narrator.NarratorWrapper`); it shares the agents' transport and
+    cassette options and its calls are logged under the role ``narrator``.
     Without `resume`, a directory that already holds episodes is refused (`FileExistsError`);
     with it, episodes already logged are skipped. `progress=True` shows a rich progress bar
     (episodes, errors, tokens, cost); a callable receives an `EpisodeDone` per episode.
@@ -837,10 +873,11 @@ def evaluate(
     else:
         jobs = list(grid)
         agent_names({job.agent for job in jobs}, llm_options)
-    if any(job.agent.startswith("llm:") for job in jobs) and not importlib.util.find_spec(
-        "litellm"
-    ):
+    play = PlaySettings(dict(llm_options or {}), narrator)
+    if needs_litellm(jobs, play) and not importlib.util.find_spec("litellm"):
         raise ImportError("LLM agents need litellm; install it with: pip install 'tp_gym[llm]'")
+    if narrator is not None and jobs:
+        play.make_env(jobs[0].env_id)  # a bad narrator model or option fails here, once
     run_dir = Path(out_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: exists and is not a directory")
@@ -872,6 +909,7 @@ def evaluate(
             "resume": resume,
             "episodes_to_play": len(todo),
             "llm_options": _public_options(llm_options),
+            "narrator": narrator,
         }
         _write_manifest(run_dir, grid if isinstance(grid, Grid) else None, settings, metadata or {})
         if not todo:
@@ -890,7 +928,7 @@ def evaluate(
         processes = min(workers, concurrency, len(todo))
         with display if display is not None else contextlib.nullcontext():
             finished = _run_in_loop(
-                _run_here(todo, path, concurrency, processes, llm_options, on_done)
+                _run_here(todo, path, concurrency, processes, play, on_done)
             )
         result.seconds = time.perf_counter() - started
         result.interrupted = not finished

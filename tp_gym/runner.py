@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 MAX_LOGGED_ACTION_CHARS = 20_000
 
+ACT, STEP = "act", "step"
+"""What the episode loop asks its driver for: an action of the agent, a step of the env."""
+
 StepCallback = Callable[[int, Any, dict[str, Any], float, dict[str, Any]], None]
 
 
@@ -36,14 +39,14 @@ def run_episode(
     """
     play = _play(env, agent, seed, options, on_step)
     try:
-        observation = next(play)
+        request, payload = next(play)
         while True:
             try:
-                action = agent.act(observation)
+                answer = agent.act(payload) if request == ACT else env.step(payload)
             except Exception as error:  # noqa: BLE001 - handed to the loop, which logs it
-                observation = play.throw(error)
+                request, payload = play.throw(error)
             else:
-                observation = play.send(action)
+                request, payload = play.send(answer)
     except StopIteration as stop:
         return stop.value
 
@@ -55,30 +58,35 @@ async def arun_episode(
     options: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
 ) -> EpisodeLog:
-    """`run_episode` for an event loop: awaits `agent.aact` when the agent has it.
+    """`run_episode` for an event loop: awaits `agent.aact` and `env.astep` where they exist.
 
     Agents with only a synchronous `act` (the scripted baselines) are called directly and
-    the loop is yielded to after every step, so many concurrent episodes interleave. A
-    cancelled episode (`asyncio.CancelledError`) is abandoned without a log.
+    the loop is yielded to after every step, so many concurrent episodes interleave. An env
+    with `astep` (`tp_gym.llm.narrator.NarratorWrapper`, whose step calls a model) is
+    awaited; others step directly. A cancelled episode (`asyncio.CancelledError`) is
+    abandoned without a log.
     """
     aact = getattr(agent, "aact", None)
+    astep = getattr(env, "astep", None)
     play = _play(env, agent, seed, options, on_step)
     try:
-        observation = next(play)
+        request, payload = next(play)
         while True:
             try:
-                if aact is not None:
-                    action = await aact(observation)
+                if request == STEP:
+                    answer = await astep(payload) if astep is not None else env.step(payload)
+                elif aact is not None:
+                    answer = await aact(payload)
                 else:
-                    action = agent.act(observation)
+                    answer = agent.act(payload)
                     await asyncio.sleep(0)
             except asyncio.CancelledError:
                 play.close()
                 raise
             except Exception as error:  # noqa: BLE001 - handed to the loop, which logs it
-                observation = play.throw(error)
+                request, payload = play.throw(error)
             else:
-                observation = play.send(action)
+                request, payload = play.send(answer)
     except StopIteration as stop:
         return stop.value
 
@@ -89,12 +97,12 @@ def _play(
     seed: int | None,
     options: dict[str, Any] | None,
     on_step: StepCallback | None,
-) -> Generator[dict[str, Any], Any, EpisodeLog]:
-    """The episode loop shared by `run_episode` and `arun_episode`.
+) -> Generator[tuple[str, Any], Any, EpisodeLog]:
+    """The episode loop shared by `run_episode` and `arun_episode`, which do its calls.
 
-    Yields each observation the agent must answer and receives its action by `send`; an
-    exception thrown in by `throw` (the agent failed) ends the episode with `log.error`.
-    Returns the finished log.
+    Yields ``(ACT, observation)`` for the agent's action and ``(STEP, action)`` for the
+    env's step result, each received by `send`; an exception thrown in by `throw` (the
+    agent or a narrator failed) ends the episode with `log.error`. Returns the finished log.
     """
     org_env: OrgEnv = env.unwrapped  # type: ignore[assignment]
     observation, info = env.reset(seed=seed, options=options)
@@ -107,8 +115,8 @@ def _play(
         done = False
         while not done:
             open_value = compliant_value(org_env)
-            action = yield observation
-            observation, reward, terminated, truncated, info = env.step(action)
+            action = yield ACT, observation
+            observation, reward, terminated, truncated, info = yield STEP, action
             record_step(
                 log,
                 action,

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tp_gym.evaluation import EpisodeDone, Job, preload, run_jobs
+from tp_gym.evaluation import EpisodeDone, Job, PlaySettings, preload, run_jobs
 
 POLL_SECONDS = 0.02
 """How often this process looks for helpers' reports (and helpers for the stop flag)."""
@@ -111,7 +111,7 @@ async def run_with_workers(
     *,
     workers: int,
     concurrency: int,
-    llm_options: dict[str, Any] | None,
+    settings: PlaySettings,
     stop: asyncio.Event,
     on_done: Callable[[EpisodeDone], None],
 ) -> bool:
@@ -130,7 +130,7 @@ async def run_with_workers(
     helpers = [
         context.Process(
             target=_helper_main,
-            args=(index, list(jobs), str(path), llm_options, events),
+            args=(index, list(jobs), str(path), settings, events),
             kwargs={
                 "claimed": claimed,
                 "gate": (in_flight, concurrency, shares[index]),
@@ -152,7 +152,7 @@ async def run_with_workers(
             jobs,
             path,
             concurrency=concurrency,
-            llm_options=llm_options,
+            settings=settings,
             stop=stop,
             on_done=on_done,
             claims=JobClaims(jobs, claimed),
@@ -252,7 +252,7 @@ def _helper_main(
     index: int,
     jobs: list[Job],
     path: str,
-    llm_options: dict[str, Any] | None,
+    settings: PlaySettings,
     events: Any,
     *,
     claimed: Any,
@@ -266,7 +266,7 @@ def _helper_main(
     in_flight, limit, lanes = gate
 
     async def main() -> bool:
-        preload(jobs)
+        preload(jobs, settings)
         events.put(("ready", index, None))
         stop = asyncio.Event()
 
@@ -281,7 +281,7 @@ def _helper_main(
                 jobs,
                 Path(path),
                 concurrency=lanes,
-                llm_options=llm_options,
+                settings=settings,
                 stop=stop,
                 on_done=lambda done: events.put(("done", index, done)),
                 claims=JobClaims(jobs, claimed),

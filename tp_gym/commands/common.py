@@ -126,6 +126,13 @@ def add_llm_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         help="record: always call and save; replay: only from the cassette (strict); "
         "auto: replay when recorded, else call and record",
     )
+    llm.add_argument(
+        "--narrator",
+        default=None,
+        metavar="MODEL",
+        help="dual-model mode: this litellm model narrates each step's outcome (the engine "
+        "still decides it); uses the same --api-base, --timeout, --max-retries and --cassette",
+    )
     return llm
 
 

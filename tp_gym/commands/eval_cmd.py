@@ -169,6 +169,7 @@ def main(args: argparse.Namespace) -> int:
             resume=args.resume,
             retry_errors=args.retry_errors,
             llm_options=options,
+            narrator=args.narrator,
             progress=not args.quiet,
             metadata={"command": "eval"},
         )

@@ -33,19 +33,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="append the episode log to this JSONL file")
     parser.add_argument("--quiet", action="store_true", help="print only the one-line summary")
     add_variable_flags(parser)
-    llm = add_llm_flags(parser)
-    llm.add_argument(
-        "--narrator",
-        default=None,
-        metavar="MODEL",
-        help="dual-model mode: this litellm model narrates each step's outcome (the engine "
-        "still decides it); uses the same --api-base, --timeout and --cassette",
-    )
+    add_llm_flags(parser)
 
 
 def narrator_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options of the narrator model: the transport and cassette flags of the agent."""
-    return llm_options(args, ("api_base", "timeout", "max_retries", "cassette", "cassette_mode"))
+    from tp_gym.evaluation import NARRATOR_OPTIONS
+
+    return llm_options(args, NARRATOR_OPTIONS)
 
 
 def make_env(env: str, variables: dict[str, Any]) -> Any:
