@@ -18,14 +18,8 @@ import pytest
 
 import tp_gym
 import tp_gym.agents
-from tp_gym.evaluation import (
-    EPISODES_FILE,
-    LOCK_FILE,
-    Grid,
-    evaluate,
-    load_run,
-    repair_tail,
-)
+from tp_gym.evaluation import Grid, evaluate, load_run
+from tp_gym.runlog import EPISODES_FILE, LOCK_FILE, repair_tail
 from tp_gym.runner import run_episode
 
 KILL_AGENTS = "scripted:staller,scripted:random,scripted:rational"

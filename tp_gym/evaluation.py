@@ -1,13 +1,14 @@
 """The evaluation runner: a grid of episodes, run concurrently, appended to a resumable log.
 
 A *grid* is agents x environments x variable settings x seeds (`Grid.build`), or a named
-suite such as ``paper`` (`Grid.from_suite`). `evaluate(grid, out_dir)` plays every episode
+suite such as ``paper`` (`Grid.from_suite`); see `tp_gym.grid`. `evaluate(grid, out_dir)`
+plays every episode
 of the grid with asyncio, at most `concurrency` at a time, and appends each finished
 episode to ``out_dir/episodes.jsonl`` as one line, written with a single `write` under an
 exclusive file lock, then fsynced before the episode counts as done (episodes that finish
 together share one write and one fsync, in a background thread). A run that is killed
 therefore loses at most the episodes in flight; a torn last line (the process died inside
-`write`) is cut off when the run is resumed.
+`write`) is cut off when the run is resumed. The log files are `tp_gym.runlog`'s.
 
 With ``resume=True`` the episodes already in the directory (in ``episodes.jsonl`` and any
 ``episodes-*.jsonl`` shards) are skipped, so a resumed run never plays an episode twice.
@@ -30,29 +31,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import functools
 import gc
 import importlib.util
-import json
 import math
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tp_gym.suites import Cell, suite
-from tp_gym.variables import parse_variables
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one writer process only
-    fcntl = None  # type: ignore[assignment]
+from tp_gym.grid import EpisodeKey, Grid, Job, resolve_envs
+from tp_gym.runlog import (
+    EPISODES_FILE,
+    FILE_LOCKS,
+    MANIFEST_FILE,
+    SHARD_PATTERN,
+    EpisodeWriter,
+    GroupCommit,
+    dir_lock,
+    drop_errored,
+    episode_files,
+    load_run,
+    repair_tail,
+    scan,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -60,419 +66,23 @@ if TYPE_CHECKING:
     from tp_gym.episode import EpisodeLog
     from tp_gym.workers import SlotGate
 
-EPISODES_FILE = "episodes.jsonl"
-"""The log every run appends to, inside the run directory."""
-SHARD_PATTERN = "episodes-*.jsonl"
-"""Extra log files of a run directory (shards written elsewhere and copied in) are read too."""
-MANIFEST_FILE = "run.json"
-"""What was asked for: the grid and the settings of each invocation (never used for numbers)."""
-LOCK_FILE = ".tp-gym.lock"
-
-EpisodeKey = tuple[str, str, str, "int | None"]
-
-
-# ---------------------------------------------------------------------------- the grid
-
-
-def resolve_envs(patterns: str | Sequence[str]) -> list[str]:
-    """Env ids matching glob patterns (a comma-separated string or a list), in order.
-
-    Raises `ValueError` naming a pattern that matches no registered environment.
-    """
-    from tp_gym import env_ids
-
-    if isinstance(patterns, str):
-        patterns = [p for p in patterns.split(",")]
-    patterns = [p.strip() for p in patterns if p.strip()]
-    if not patterns:
-        raise ValueError("no environments given")
-    known = env_ids()
-    chosen: list[str] = []
-    for pattern in patterns:
-        matched = [env_id for env_id in known if fnmatch.fnmatchcase(env_id, pattern)]
-        if not matched:
-            raise ValueError(
-                f"no environment matches {pattern!r}; known: {', '.join(known) or 'none'}"
-            )
-        chosen += [env_id for env_id in matched if env_id not in chosen]
-    return chosen
-
-
-@dataclass(frozen=True)
-class Job:
-    """One episode of a grid: which agent plays which environment, how, with which seed."""
-
-    agent: str
-    """The agent spec, as `make_agent` takes it (``scripted:compliant``, ``llm:<model>``)."""
-    agent_name: str
-    """The name the agent writes into its logs (part of the episode's key)."""
-    env_id: str
-    variables: dict[str, Any]
-    """The full variable setting (every variable, defaults included)."""
-    seed: int
-    group: str = "main"
-
-    @property
-    def key(self) -> EpisodeKey:
-        """The identity of the episode; equal to the `EpisodeLog.key` of its log."""
-        return (self.agent_name, self.env_id, json.dumps(self.variables, sort_keys=True), self.seed)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Agents x cells (env id + variable setting) x seeds."""
-
-    agents: tuple[str, ...]
-    cells: tuple[Cell, ...]
-    seeds: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not self.agents:
-            raise ValueError("a grid needs at least one agent")
-        if not self.cells:
-            raise ValueError("a grid needs at least one environment")
-        if not self.seeds:
-            raise ValueError("a grid needs at least one seed")
-        bad = [s for s in self.seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
-        if bad:
-            raise ValueError(f"seeds must be non-negative integers, got {bad[0]!r}")
-        for cell in self.cells:
-            try:
-                parse_variables(cell.variables)
-            except ValueError as error:
-                raise ValueError(f"{cell.env_id}: {error}") from None
-
-    @classmethod
-    def build(
-        cls,
-        agents: str | Sequence[str],
-        envs: str | Sequence[str] = "tp_gym/*",
-        variables: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
-        seeds: Iterable[int] = range(5),
-    ) -> Grid:
-        """The product grid: every agent on every env (glob patterns) in every setting.
-
-        `variables` is one setting (a dict such as ``{"stakes": "low"}``) or a list of
-        settings; None means the baseline only.
-        """
-        if isinstance(agents, str):
-            agents = [a for a in agents.split(",")]
-        settings = [{}] if variables is None else variables
-        if isinstance(settings, dict):
-            settings = [settings]
-        cells = [
-            Cell(env_id, dict(setting), group="main" if not setting else "set")
-            for setting in settings
-            for env_id in resolve_envs(envs)
-        ]
-        return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
-
-    @classmethod
-    def from_suite(
-        cls,
-        name: str,
-        agents: str | Sequence[str],
-        seeds: Iterable[int] = range(5),
-        envs: str | Sequence[str] | None = None,
-    ) -> Grid:
-        """The cells of suite `name` (e.g. ``paper``), optionally only those of `envs`."""
-        try:
-            cells = suite(name)
-        except KeyError as error:
-            raise ValueError(error.args[0]) from None
-        if envs is not None:
-            wanted = set(resolve_envs(envs))
-            cells = [cell for cell in cells if cell.env_id in wanted]
-        if isinstance(agents, str):
-            agents = [a for a in agents.split(",")]
-        return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
-
-    def __len__(self) -> int:
-        return len(self.agents) * len(self.cells) * len(self.seeds)
-
-    def jobs(self, agent_names: dict[str, str] | None = None) -> list[Job]:
-        """Every episode of the grid, seed by seed (so a partial run covers every cell).
-
-        `agent_names` maps an agent spec to the name its logs carry (the spec by default).
-        Duplicate episodes (the same key twice) are listed once.
-        """
-        names = agent_names or {}
-        jobs: list[Job] = []
-        seen: set[EpisodeKey] = set()
-        for seed in self.seeds:
-            for cell in self.cells:
-                full = parse_variables(cell.variables).model_dump()
-                for agent in self.agents:
-                    job = Job(agent, names.get(agent, agent), cell.env_id, full, seed, cell.group)
-                    if job.key not in seen:
-                        seen.add(job.key)
-                        jobs.append(job)
-        return jobs
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON-ready description (for the run manifest)."""
-        return {
-            "agents": list(self.agents),
-            "cells": [
-                {"env_id": c.env_id, "variables": c.variables, "group": c.group} for c in self.cells
-            ],
-            "seeds": list(self.seeds),
-        }
-
-
-def _clean_agents(agents: Iterable[str]) -> tuple[str, ...]:
-    cleaned: list[str] = []
-    for agent in agents:
-        agent = agent.strip()
-        if agent and agent not in cleaned:
-            cleaned.append(agent)
-    if not cleaned:
-        raise ValueError("no agents given")
-    return tuple(cleaned)
-
-
-def _clean_seeds(seeds: Iterable[int]) -> list[int]:
-    out: list[int] = []
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
-        if seed not in out:
-            out.append(seed)
-    return out
-
-
-# ---------------------------------------------------------------------------- run directory
-
-
-def episode_files(run_dir: str | Path) -> list[Path]:
-    """The log files of a run directory: ``episodes.jsonl`` first, then shards, sorted."""
-    run_dir = Path(run_dir)
-    files = [run_dir / EPISODES_FILE] if (run_dir / EPISODES_FILE).is_file() else []
-    return files + sorted(p for p in run_dir.glob(SHARD_PATTERN) if p.is_file())
-
-
-def load_run(run: str | Path) -> list[EpisodeLog]:
-    """Every episode of a run directory (or of one JSONL file), strictly.
-
-    Raises `FileNotFoundError` for a missing path, `ValueError` naming the file and line of
-    the first line that is not an episode (an incomplete last line says the run was
-    interrupted and `--resume` repairs it), or of an episode that appears twice.
-    """
-    from tp_gym.episode import EpisodeLog
-
-    run = Path(run)
-    if not run.exists():
-        raise FileNotFoundError(f"{run}: no such run directory or file")
-    files = [run] if run.is_file() else episode_files(run)
-    if not files:
-        raise ValueError(f"{run}: no {EPISODES_FILE} (or {SHARD_PATTERN}) in this directory")
-    logs: list[EpisodeLog] = []
-    where: dict[EpisodeKey, str] = {}
-    for path in files:
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        torn = not data.endswith(b"\n") and bool(data)
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                log = EpisodeLog.model_validate_json(raw)
-            except ValueError as error:
-                if torn and number == len(lines):
-                    raise ValueError(
-                        f"{path}:{number}: incomplete last line (the run was interrupted while "
-                        "writing); resume the run with --resume to repair it, or delete the line"
-                    ) from None
-                first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": ""}
-                loc = ".".join(str(p) for p in first["loc"]) or "line"
-                raise ValueError(
-                    f"{path}:{number}: not an episode log ({loc}: {first['msg']})"
-                ) from None
-            here = f"{path}:{number}"
-            if log.key in where:
-                raise ValueError(
-                    f"{here}: duplicate episode {_describe_key(log.key)}, already at {where[log.key]}"
-                )
-            where[log.key] = here
-            logs.append(log)
-    return logs
-
-
-def _describe_key(key: EpisodeKey) -> str:
-    agent, env_id, variables, seed = key
-    changed = {k: v for k, v in json.loads(variables).items() if _BASELINE.get(k) != v}
-    setting = ", ".join(f"{k}={v}" for k, v in changed.items()) or "baseline"
-    return f"({agent} on {env_id}, {setting}, seed {seed})"
-
-
-_BASELINE = parse_variables({}).model_dump()
-
-
-def repair_tail(path: Path) -> int:
-    """Cut a torn last line (no newline: the writer died mid-write) off `path`.
-
-    Returns the number of bytes removed.
-    """
-    if not path.is_file():
-        return 0
-    with path.open("rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        if size == 0:
-            return 0
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return 0
-        # find the last newline, reading backwards in blocks
-        position = size
-        keep = 0
-        while position > 0:
-            start = max(0, position - 65536)
-            handle.seek(start)
-            block = handle.read(position - start)
-            index = block.rfind(b"\n")
-            if index >= 0:
-                keep = start + index + 1
-                break
-            position = start
-        handle.truncate(keep)
-        handle.flush()
-        os.fsync(handle.fileno())
-        return size - keep
-
-
-def _scan(path: Path) -> tuple[set[EpisodeKey], set[EpisodeKey]]:
-    """(all keys, errored keys) of the complete, valid lines of `path`.
-
-    A complete line that is not an episode raises `ValueError`: resuming past it would
-    leave a log no report can read.
-    """
-    from tp_gym.episode import EpisodeLog
-
-    keys: set[EpisodeKey] = set()
-    errored: set[EpisodeKey] = set()
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                log = EpisodeLog.model_validate_json(raw)
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{number}: not an episode log; fix or delete that line before resuming"
-                ) from None
-            keys.add(log.key)
-            if log.error is not None:
-                errored.add(log.key)
-    return keys, errored
-
-
-def _drop_errored(path: Path) -> int:
-    """Rewrite `path` without its errored episodes (atomically); return how many were dropped."""
-    from tp_gym.episode import EpisodeLog
-
-    kept: list[bytes] = []
-    dropped = 0
-    with path.open("rb") as handle:
-        for raw in handle:
-            if raw.strip() and EpisodeLog.model_validate_json(raw).error is not None:
-                dropped += 1
-            elif raw.strip():
-                kept.append(raw)
-    if dropped:
-        temporary = path.with_suffix(".jsonl.tmp")
-        with temporary.open("wb") as handle:
-            handle.writelines(kept)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    return dropped
-
-
-class EpisodeWriter:
-    """Appends lines to a JSONL file: one `write` under an exclusive lock, then fsync.
-
-    Safe across threads (a mutex) and across processes (`fcntl.flock` on POSIX), so several
-    worker processes can share one log without interleaving lines.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._mutex = threading.Lock()
-
-    def write_lines(self, lines: Sequence[str]) -> None:
-        """Append `lines` (each ending in a newline) and make them durable."""
-        data = "".join(lines).encode("utf-8")
-        with self._mutex:
-            if fcntl is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(self._fd, view)
-                    view = view[written:]
-                os.fsync(self._fd)
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._mutex:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-
-
-class _GroupCommit:
-    """Writes finished episodes in the background, one write and one fsync per batch.
-
-    `submit` returns at once, so a slot starts its next episode while the disk works; the
-    episodes that finish meanwhile go out together in the next batch. `on_durable` runs
-    once a line is fsynced, which is when its episode counts as done. The blocking I/O runs
-    in a thread, so the event loop never waits on the disk. A write error is kept and
-    raised by the next `submit` and by `drain`.
-    """
-
-    def __init__(self, writer: EpisodeWriter) -> None:
-        self._writer = writer
-        self._pending: list[tuple[str, Callable[[], None] | None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.error: BaseException | None = None
-
-    def submit(self, line: str, on_durable: Callable[[], None] | None = None) -> None:
-        """Queue `line` for writing; `on_durable()` is called once it is on disk."""
-        self.check()
-        self._pending.append((line, on_durable))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush())
-
-    def check(self) -> None:
-        """Raise the error a background write ran into, if any."""
-        if self.error is not None:
-            raise self.error
-
-    async def _flush(self) -> None:
-        while self._pending and self.error is None:
-            batch, self._pending = self._pending, []
-            try:
-                await asyncio.to_thread(self._writer.write_lines, [line for line, _ in batch])
-                for _, on_durable in batch:
-                    if on_durable is not None:
-                        on_durable()
-            except Exception as error:  # noqa: BLE001 - re-raised by check() in the runner
-                self.error = error
-
-    async def drain(self) -> None:
-        """Wait until every submitted line is on disk; raise a write error if one happened."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
-        self.check()
-
-
-# ---------------------------------------------------------------------------- running
+__all__ = [
+    "EPISODES_FILE",
+    "MANIFEST_FILE",
+    "SHARD_PATTERN",
+    "EpisodeDone",
+    "EpisodeKey",
+    "EvalResult",
+    "Grid",
+    "Job",
+    "PlaySettings",
+    "episode_files",
+    "evaluate",
+    "load_run",
+    "resolve_envs",
+    "run_jobs",
+    "tuned_collector",
+]
 
 
 @dataclass(frozen=True)
@@ -672,7 +282,7 @@ async def run_jobs(
     preload(jobs, settings)
     with tuned_collector():
         writer = EpisodeWriter(path)
-        commit = _GroupCommit(writer)
+        commit = GroupCommit(writer)
         pool = EnvPool(settings)
         pending: Iterator[Job] = iter(jobs) if claims is None else claims
         stop = stop or asyncio.Event()
@@ -763,49 +373,6 @@ async def _run_here(
             loop.remove_signal_handler(number)
 
 
-@contextlib.contextmanager
-def _dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory; fail fast if another run holds it."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"{run_dir}: another tp-gym eval is writing to this directory"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def _write_manifest(
-    run_dir: Path, grid: Grid | None, settings: dict[str, Any], metadata: dict[str, Any]
-) -> None:
-    from tp_gym import __version__
-
-    path = run_dir / MANIFEST_FILE
-    manifest: dict[str, Any] = {}
-    if path.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-    invocation = {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tp_gym": __version__,
-        **settings,
-    }
-    manifest.setdefault("invocations", []).append(invocation)
-    if grid is not None:
-        manifest["grid"] = grid.describe()
-    manifest.update(metadata)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def _public_options(options: dict[str, Any] | None) -> dict[str, Any]:
     """LLM options fit for the manifest: anything that looks like a secret is left out."""
     secret = ("key", "token", "secret", "password")
@@ -866,7 +433,7 @@ def evaluate(
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers > 1 and fcntl is None:  # pragma: no cover
+    if workers > 1 and not FILE_LOCKS:  # pragma: no cover
         raise ValueError("several worker processes need POSIX file locks (fcntl)")
     if isinstance(grid, Grid):
         jobs = grid.jobs(agent_names(grid.agents, llm_options))
@@ -882,7 +449,7 @@ def evaluate(
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: exists and is not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _dir_lock(run_dir):
+    with dir_lock(run_dir):
         path = run_dir / EPISODES_FILE
         retried = 0
         done: set[EpisodeKey] = set()
@@ -896,9 +463,9 @@ def evaluate(
         if resume:
             repair_tail(path)
             if retry_errors:
-                retried = sum(_drop_errored(file) for file in files)
+                retried = sum(drop_errored(file) for file in files)
             for file in files:
-                keys, _ = _scan(file)
+                keys, _ = scan(file)
                 done |= keys
         todo = [job for job in jobs if job.key not in done]
         result = EvalResult(run_dir=run_dir, total=len(jobs), skipped=len(jobs) - len(todo))
@@ -911,7 +478,7 @@ def evaluate(
             "llm_options": _public_options(llm_options),
             "narrator": narrator,
         }
-        _write_manifest(run_dir, grid if isinstance(grid, Grid) else None, settings, metadata or {})
+        write_manifest(run_dir, grid if isinstance(grid, Grid) else None, settings, metadata or {})
         if not todo:
             return result
         callback = progress if callable(progress) else None
@@ -927,9 +494,7 @@ def evaluate(
         started = time.perf_counter()
         processes = min(workers, concurrency, len(todo))
         with display if display is not None else contextlib.nullcontext():
-            finished = _run_in_loop(
-                _run_here(todo, path, concurrency, processes, play, on_done)
-            )
+            finished = _run_in_loop(_run_here(todo, path, concurrency, processes, play, on_done))
         result.seconds = time.perf_counter() - started
         result.interrupted = not finished
         return result

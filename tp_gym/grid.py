@@ -1,0 +1,188 @@
+"""The grid of an evaluation: agents x environments x variable settings x seeds.
+
+`Grid.build` makes the product of agent specs, env id patterns, variable settings and
+seeds; `Grid.from_suite` takes a named suite's cells (``paper``, ``observed``). `Grid.jobs`
+lists every episode as a `Job`, seed by seed (so a partial run covers every cell), each
+identified by its `EpisodeKey`: (agent name, env id, full variable setting, seed).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tp_gym.suites import Cell, suite
+from tp_gym.variables import parse_variables
+
+EpisodeKey = tuple[str, str, str, "int | None"]
+"""(agent name, env id, variables as sorted JSON, seed): equal to `EpisodeLog.key`."""
+
+
+def resolve_envs(patterns: str | Sequence[str]) -> list[str]:
+    """Env ids matching glob patterns (a comma-separated string or a list), in order.
+
+    Raises `ValueError` naming a pattern that matches no registered environment.
+    """
+    from tp_gym import env_ids
+
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",")]
+    patterns = [p.strip() for p in patterns if p.strip()]
+    if not patterns:
+        raise ValueError("no environments given")
+    known = env_ids()
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [env_id for env_id in known if fnmatch.fnmatchcase(env_id, pattern)]
+        if not matched:
+            raise ValueError(
+                f"no environment matches {pattern!r}; known: {', '.join(known) or 'none'}"
+            )
+        chosen += [env_id for env_id in matched if env_id not in chosen]
+    return chosen
+
+
+@dataclass(frozen=True)
+class Job:
+    """One episode of a grid: which agent plays which environment, how, with which seed."""
+
+    agent: str
+    """The agent spec, as `make_agent` takes it (``scripted:compliant``, ``llm:<model>``)."""
+    agent_name: str
+    """The name the agent writes into its logs (part of the episode's key)."""
+    env_id: str
+    variables: dict[str, Any]
+    """The full variable setting (every variable, defaults included)."""
+    seed: int
+    group: str = "main"
+
+    @property
+    def key(self) -> EpisodeKey:
+        """The identity of the episode; equal to the `EpisodeLog.key` of its log."""
+        return (self.agent_name, self.env_id, json.dumps(self.variables, sort_keys=True), self.seed)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Agents x cells (env id + variable setting) x seeds."""
+
+    agents: tuple[str, ...]
+    cells: tuple[Cell, ...]
+    seeds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.agents:
+            raise ValueError("a grid needs at least one agent")
+        if not self.cells:
+            raise ValueError("a grid needs at least one environment")
+        if not self.seeds:
+            raise ValueError("a grid needs at least one seed")
+        bad = [s for s in self.seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if bad:
+            raise ValueError(f"seeds must be non-negative integers, got {bad[0]!r}")
+        for cell in self.cells:
+            try:
+                parse_variables(cell.variables)
+            except ValueError as error:
+                raise ValueError(f"{cell.env_id}: {error}") from None
+
+    @classmethod
+    def build(
+        cls,
+        agents: str | Sequence[str],
+        envs: str | Sequence[str] = "tp_gym/*",
+        variables: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+        seeds: Iterable[int] = range(5),
+    ) -> Grid:
+        """The product grid: every agent on every env (glob patterns) in every setting.
+
+        `variables` is one setting (a dict such as ``{"stakes": "low"}``) or a list of
+        settings; None means the baseline only.
+        """
+        if isinstance(agents, str):
+            agents = [a for a in agents.split(",")]
+        settings = [{}] if variables is None else variables
+        if isinstance(settings, dict):
+            settings = [settings]
+        cells = [
+            Cell(env_id, dict(setting), group="main" if not setting else "set")
+            for setting in settings
+            for env_id in resolve_envs(envs)
+        ]
+        return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
+
+    @classmethod
+    def from_suite(
+        cls,
+        name: str,
+        agents: str | Sequence[str],
+        seeds: Iterable[int] = range(5),
+        envs: str | Sequence[str] | None = None,
+    ) -> Grid:
+        """The cells of suite `name` (e.g. ``paper``), optionally only those of `envs`."""
+        try:
+            cells = suite(name)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        if envs is not None:
+            wanted = set(resolve_envs(envs))
+            cells = [cell for cell in cells if cell.env_id in wanted]
+        if isinstance(agents, str):
+            agents = [a for a in agents.split(",")]
+        return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
+
+    def __len__(self) -> int:
+        return len(self.agents) * len(self.cells) * len(self.seeds)
+
+    def jobs(self, agent_names: dict[str, str] | None = None) -> list[Job]:
+        """Every episode of the grid, seed by seed (so a partial run covers every cell).
+
+        `agent_names` maps an agent spec to the name its logs carry (the spec by default).
+        Duplicate episodes (the same key twice) are listed once.
+        """
+        names = agent_names or {}
+        jobs: list[Job] = []
+        seen: set[EpisodeKey] = set()
+        for seed in self.seeds:
+            for cell in self.cells:
+                full = parse_variables(cell.variables).model_dump()
+                for agent in self.agents:
+                    job = Job(agent, names.get(agent, agent), cell.env_id, full, seed, cell.group)
+                    if job.key not in seen:
+                        seen.add(job.key)
+                        jobs.append(job)
+        return jobs
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (for the run manifest)."""
+        return {
+            "agents": list(self.agents),
+            "cells": [
+                {"env_id": c.env_id, "variables": c.variables, "group": c.group} for c in self.cells
+            ],
+            "seeds": list(self.seeds),
+        }
+
+
+def _clean_agents(agents: Iterable[str]) -> tuple[str, ...]:
+    cleaned: list[str] = []
+    for agent in agents:
+        agent = agent.strip()
+        if agent and agent not in cleaned:
+            cleaned.append(agent)
+    if not cleaned:
+        raise ValueError("no agents given")
+    return tuple(cleaned)
+
+
+def _clean_seeds(seeds: Iterable[int]) -> list[int]:
+    out: list[int] = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
+        if seed not in out:
+            out.append(seed)
+    return out
