@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import subprocess
@@ -51,8 +52,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import gymnasium as gym  # noqa: E402
 
 import tp_gym  # noqa: E402
+from tp_gym import evaluation  # noqa: E402
 from tp_gym.agents import make_agent  # noqa: E402
-from tp_gym.evaluation import Grid, evaluate, load_run, tuned_collector  # noqa: E402
+from tp_gym.evaluation import Grid, evaluate, load_run  # noqa: E402
 from tp_gym.runner import run_episode  # noqa: E402
 from tp_gym.testing import FakeOpenAIServer  # noqa: E402
 
@@ -71,6 +73,8 @@ class Measured:
     steady: float | None = None
     cpu: float | None = None
     """CPU seconds this process spent (None when worker processes did the work)."""
+    collector: float | None = None
+    """Seconds this process spent in the garbage collector (None with worker processes)."""
 
     @property
     def rate(self) -> float:
@@ -79,6 +83,31 @@ class Measured:
     @property
     def cpu_per_call(self) -> str:
         return f"{1000 * self.cpu / self.calls:5.1f}" if self.cpu is not None else ""
+
+    @property
+    def collector_per_call(self) -> str:
+        return f"{1000 * self.collector / self.calls:5.2f}" if self.collector is not None else ""
+
+
+class CollectorClock:
+    """Seconds the garbage collector runs while in the `with` block (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> CollectorClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def grid_for(episodes: int, first_seed: int = 0) -> Grid:
@@ -133,20 +162,28 @@ def run_sequential(base_url: str, grid: Grid, limit: int | None) -> Measured:
 
 def run_runner(base_url: str, grid: Grid, concurrency: int, workers: int, out: Path) -> Measured:
     """`tp_gym.evaluate` on `grid`; calls counted from the logs it wrote."""
-    started = time.perf_counter()
-    cpu = time.process_time()
-    result = evaluate(
-        grid, out, concurrency=concurrency, workers=workers, llm_options={"api_base": base_url}
-    )
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu
+    with CollectorClock() as collector:
+        started = time.perf_counter()
+        cpu = time.process_time()
+        result = evaluate(
+            grid, out, concurrency=concurrency, workers=workers, llm_options={"api_base": base_url}
+        )
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     logs = load_run(out)
     errors = [log.error for log in logs if log.error]
     assert not errors, errors[:3]
     calls = sum(u.calls for log in logs for u in log.usage.values())
     label = f"runner, {concurrency} concurrent" + (f", {workers} workers" if workers > 1 else "")
+    alone = workers == 1
     return Measured(
-        label, calls, result.completed, seconds, steady_rate(logs), cpu if workers == 1 else None
+        label,
+        calls,
+        result.completed,
+        seconds,
+        steady_rate(logs),
+        cpu if alone else None,
+        collector.seconds if alone else None,
     )
 
 
@@ -187,15 +224,17 @@ def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
             async with gate:
                 await litellm.acompletion(**request)
 
-        with tuned_collector():  # as the runner has it: the same ceiling for both
+        # The runner's collector settings: the same ceiling for both.
+        with evaluation.tuned_collector():
             started = time.perf_counter()
             cpu = time.process_time()
             await asyncio.gather(*(one(requests[i % len(requests)]) for i in range(calls)))
             return time.perf_counter() - started, time.process_time() - cpu
 
-    seconds, cpu = asyncio.run(main())
+    with CollectorClock() as collector:
+        seconds, cpu = asyncio.run(main())
     label = f"bare litellm.acompletion, {concurrency} in flight"
-    return Measured(label, calls, 0, seconds, cpu=cpu)
+    return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
 
 
 def warm_up(base_url: str) -> list[dict]:
@@ -264,8 +303,18 @@ def main() -> None:
         help="comma-separated worker counts for the 64-concurrent run (default 2; this "
         f"machine has {os.cpu_count()} cores)",
     )
+    parser.add_argument(
+        "--collector",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="garbage-collector settings of the runner and bare litellm in this process: as a "
+        "run sets them (tuned, the default) or Python's defaults, to see what tuning saves "
+        "(worker processes keep the tuned settings)",
+    )
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    if args.collector == "default":
+        evaluation.tuned_collector = contextlib.nullcontext
 
     rows: list[tuple[Measured, str]] = []
     with serve(args.latency, args.server) as base, tempfile.TemporaryDirectory() as tmp:
@@ -336,14 +385,14 @@ def main() -> None:
 
     print(
         f"\n{'configuration':46} {'episodes':>8} {'calls':>6} {'s':>7} {'calls/s':>8} "
-        f"{'steady':>7} {'cpu ms/call':>11}"
+        f"{'steady':>7} {'cpu ms/call':>11} {'gc ms/call':>10}"
     )
     for measured, note in rows:
         steady = f"{measured.steady:7.1f}" if measured.steady else f"{'':7}"
         print(
             f"{measured.label:46} {measured.episodes or '':>8} {measured.calls:6d} "
-            f"{measured.seconds:7.2f} {measured.rate:8.1f} {steady} {measured.cpu_per_call:>11}  "
-            f"{note}"
+            f"{measured.seconds:7.2f} {measured.rate:8.1f} {steady} {measured.cpu_per_call:>11} "
+            f"{measured.collector_per_call:>10}  {note}"
         )
     print(f"load average after the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
