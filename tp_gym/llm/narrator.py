@@ -39,6 +39,8 @@ MAX_OBSERVATION_CHARS = 16_000
 _KEPT_PREFIXES = ("Message from ", "The turn limit is reached")
 _STATUS = "Current status:"
 _FENCE = re.compile(r"```[a-zA-Z]*")
+StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
+"""What `gymnasium.Env.step` returns."""
 _DROPPED_PREFIXES = (_STATUS, "Turn ", *_KEPT_PREFIXES, "{", "[", "- ", "* ", "#")
 
 NARRATOR_SYSTEM_PROMPT = (
@@ -114,35 +116,50 @@ class NarratorWrapper(gym.Wrapper[Any, Any, Any, Any]):
         self._scene = _scene(observation["text"])
         return observation, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> StepResult:
         """Step the engine, then replace the outcome prose with the narrator's retelling."""
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        parts = split_observation(observation["text"]) if info.get("valid") else None
-        if parts is not None:
-            try:
-                prose = self.client.complete(self._messages(parts[1])).text
-            except LLMError:
-                if not self.fallback:
-                    raise
-                self.failures += 1
-            else:
-                observation = self._with_prose(observation, parts, prose)
-        return observation, reward, terminated, truncated, info
+        result = self.env.step(action)
+        parts = self._narratable(result)
+        if parts is None:
+            return result
+        try:
+            prose = self.client.complete(self._messages(parts[1])).text
+        except LLMError as error:
+            return self._unnarrated(result, error)
+        return self._narrated(result, parts, prose)
 
-    async def astep(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    async def astep(self, action: Any) -> StepResult:
         """`step` for asyncio runners: the engine steps at once, the narrator is awaited."""
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        parts = split_observation(observation["text"]) if info.get("valid") else None
-        if parts is not None:
-            try:
-                prose = (await self.client.acomplete(self._messages(parts[1]))).text
-            except LLMError:
-                if not self.fallback:
-                    raise
-                self.failures += 1
-            else:
-                observation = self._with_prose(observation, parts, prose)
-        return observation, reward, terminated, truncated, info
+        result = self.env.step(action)
+        parts = self._narratable(result)
+        if parts is None:
+            return result
+        try:
+            prose = (await self.client.acomplete(self._messages(parts[1]))).text
+        except LLMError as error:
+            return self._unnarrated(result, error)
+        return self._narrated(result, parts, prose)
+
+    @staticmethod
+    def _narratable(result: StepResult) -> tuple[str, str, list[str]] | None:
+        """The parts of a step's observation to narrate (None for an invalid action or an
+        observation with nothing to retell)."""
+        observation, info = result[0], result[4]
+        return split_observation(observation["text"]) if info.get("valid") else None
+
+    def _unnarrated(self, result: StepResult, error: LLMError) -> StepResult:
+        """The engine's own step when the narrator failed for good with `error`: kept with
+        `fallback` (and counted in `failures`), else `error` is raised."""
+        if not self.fallback:
+            raise error
+        self.failures += 1
+        return result
+
+    def _narrated(
+        self, result: StepResult, parts: tuple[str, str, list[str]], prose: str
+    ) -> StepResult:
+        observation, reward, terminated, truncated, info = result
+        return self._with_prose(observation, parts, prose), reward, terminated, truncated, info
 
     def _messages(self, report: str) -> list[dict[str, Any]]:
         return [
