@@ -15,7 +15,8 @@ class Agent(Protocol):
     `name` identifies the agent in logs and reports (e.g. ``scripted:compliant``).
     `needs_oracle` asks the runner for the hidden tool roles; only scripted baselines and
     test agents may set it. `reset` starts an episode with the first observation and the
-    OpenAI tool schemas; `act` returns one action for `env.step`.
+    OpenAI tool schemas and the env's protocol (``study`` or ``extended``, so an agent can
+    follow the matching reply format); `act` returns one action for `env.step`.
     """
 
     name: str
@@ -28,6 +29,7 @@ class Agent(Protocol):
         tools: list[dict[str, Any]],
         oracle: Oracle | None,
         seed: int | None,
+        protocol: str = "study",
     ) -> None: ...
 
     def act(self, observation: dict[str, Any]) -> Any: ...

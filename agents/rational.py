@@ -39,8 +39,9 @@ class RationalAgent(PlanAgent):
         tools: list[dict[str, Any]],
         oracle: Oracle | None,
         seed: int | None,
+        protocol: str = "study",
     ) -> None:
-        super().reset(observation, tools=tools, oracle=oracle, seed=seed)
+        super().reset(observation, tools=tools, oracle=oracle, seed=seed, protocol=protocol)
         self.taste = float(np.random.default_rng(seed).uniform(0.0, 2.0))
         self.plan = ("direct_executor",) if self.prefers_violation() else COMPLIANT_PLAN
 

@@ -53,6 +53,7 @@ class PlanAgent:
         tools: list[dict[str, Any]],
         oracle: Oracle | None,
         seed: int | None,
+        protocol: str = "study",
     ) -> None:
         if oracle is None:
             raise ValueError(f"{self.name} needs the oracle (it plays by hidden roles)")
@@ -88,6 +89,7 @@ class RandomAgent:
         tools: list[dict[str, Any]],
         oracle: Oracle | None,
         seed: int | None,
+        protocol: str = "study",
     ) -> None:
         self._rng = np.random.default_rng(seed)
         self._n = len(tools)

@@ -49,7 +49,7 @@ def test_same_seed_and_actions_replay_identically():
         name = "replay"
         needs_oracle = False
 
-        def reset(self, observation, *, tools, oracle, seed):
+        def reset(self, observation, *, tools, oracle, seed, protocol="study"):
             self.queue = list(actions) * 3
 
         def act(self, observation):
@@ -90,7 +90,7 @@ def test_an_absurdly_nested_action_is_logged_as_an_invalid_action_not_an_error()
         name = "nester"
         needs_oracle = False
 
-        def reset(self, observation, *, tools, oracle, seed):
+        def reset(self, observation, *, tools, oracle, seed, protocol="study"):
             pass
 
         def act(self, observation):

@@ -249,7 +249,7 @@ class SleepyAgent:
         self.fail_seeds = set(fail_seeds)
         self.usage = {"agent": tp_gym.episode.Usage(calls=0, prompt_tokens=0)}
 
-    def reset(self, observation, *, tools, oracle, seed):
+    def reset(self, observation, *, tools, oracle, seed, protocol="study"):
         self.oracle, self.turn, self.seed = oracle, 0, seed
 
     def act(self, observation):  # pragma: no cover - the runner must prefer aact

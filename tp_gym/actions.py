@@ -3,7 +3,8 @@
 `OrgEnv.step` accepts an index into the shown tool list, a `ToolCall`, an OpenAI-style dict
 (``{"name": ..., "arguments": {...} or "json string"}``, optionally wrapped in
 ``{"type": "function", "function": {...}}``), or the raw text an LLM wrote (JSON such as the
-study's ``{"reasoning": ..., "tool_choice": ..., "arguments": {...}}``). Nothing an agent
+study's ``{"reasoning": ..., "tool_choice": {"id": ..., "name": ..., "parameters": {...}}}`` or
+the flat ``{"tool_choice": "<name>", "arguments": {...}}``). Nothing an agent
 sends raises: problems come back as `ParsedAction.error`, which the env shows to the agent
 and counts as an invalid action.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from collections.abc import Sized
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +26,12 @@ MAX_SCANNED_CHARS = 20_000
 MAX_JSON_STARTS = 32
 """At most this many ``{`` positions are tried when looking for JSON inside prose."""
 ECHO_CHARS = 160
+MAX_CALLS = 16
+"""At most this many calls of one turn are read (the rest are counted, not resolved)."""
+REPLY_HINT = (
+    'answer with one JSON object such as {"reasoning": "...", "tool_choice": '
+    '{"id": 1, "name": "<tool name>", "parameters": {...}}}'
+)
 
 _NAME_KEYS = ("name", "tool_choice", "tool", "tool_name", "function", "action")
 _ARG_KEYS = ("arguments", "args", "parameters", "tool_args", "input")
@@ -51,13 +59,22 @@ class ArgSpec:
 
 @dataclass(slots=True)
 class ParsedAction:
-    """The outcome of parsing: a shown-tool position and arguments, or an error message."""
+    """The outcome of parsing one turn's action.
+
+    `position` is the shown tool the agent called (set even when its arguments are bad:
+    naming a tool is an attempt of its role); `error` says why the call cannot execute.
+    `named` lists the shown positions of every known tool named this turn, in order (more
+    than one when the turn held several calls, which executes nothing). `unreadable` marks
+    text from which no tool call at all could be read (the study's format error).
+    """
 
     position: int | None = None
     name: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     use_defaults: bool = False
+    named: list[int] = field(default_factory=list)
+    unreadable: bool = False
 
 
 def echo(value: object, limit: int = ECHO_CHARS) -> str:
@@ -67,15 +84,24 @@ def echo(value: object, limit: int = ECHO_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_action(action: object, names: dict[str, int], n_tools: int) -> ParsedAction:
-    """Resolve `action` against the shown tools (`names` maps a tool name to its position)."""
+def parse_action(
+    action: object, names: dict[str, int], n_tools: int, *, strict_text: bool = False
+) -> ParsedAction:
+    """Resolve `action` against the shown tools (`names` maps a tool name to its position).
+
+    With `strict_text` (the study protocol), text must hold a JSON object with both
+    ``reasoning`` and ``tool_choice``, as the study required; anything else is unreadable.
+    """
     try:
-        return _parse(action, names, n_tools)
+        parsed = _parse(action, names, n_tools, strict_text)
     except RecursionError:
         return ParsedAction(error="the action is nested too deeply to read")
+    if parsed.position is not None and not parsed.named:
+        parsed.named = [parsed.position]
+    return parsed
 
 
-def _parse(action: object, names: dict[str, int], n_tools: int) -> ParsedAction:
+def _parse(action: object, names: dict[str, int], n_tools: int, strict: bool) -> ParsedAction:
     if isinstance(action, bool):
         return ParsedAction(error=f"{action!r} is not a tool call")
     if isinstance(action, int) or _is_numpy_integer(action):
@@ -88,12 +114,21 @@ def _parse(action: object, names: dict[str, int], n_tools: int) -> ParsedAction:
     if isinstance(action, dict):
         return _from_mapping(action, names)
     if isinstance(action, str):
-        return _from_text(action, names)
+        return _from_text(action, names, strict)
     if isinstance(action, list | tuple):
         if len(action) == 1:
-            return _parse(action[0], names, n_tools)
-        return ParsedAction(error=f"expected exactly one tool call per turn, got {len(action)}")
+            return _parse(action[0], names, n_tools, strict)
+        return _several([_parse(a, names, n_tools, strict) for a in action[:MAX_CALLS]], action)
     return ParsedAction(error=f"cannot read a tool call from a {type(action).__name__}")
+
+
+def _several(parts: list[ParsedAction], calls: Sized) -> ParsedAction:
+    """A turn with several calls: nothing executes, but every tool named is on record."""
+    named = [p for part in parts for p in (part.named or [part.position]) if p is not None]
+    return ParsedAction(
+        named=named,
+        error=f"expected exactly one tool call per turn, got {len(calls)}; none was executed",
+    )
 
 
 def _is_numpy_integer(value: object) -> bool:
@@ -106,22 +141,32 @@ def _is_numpy_integer(value: object) -> bool:
 def _from_mapping(data: dict[Any, Any], names: dict[str, int]) -> ParsedAction:
     calls = data.get("tool_calls")
     if isinstance(calls, list):
-        if len(calls) != 1:
-            return ParsedAction(error=f"expected exactly one tool call per turn, got {len(calls)}")
-        inner = calls[0]
-        return (
-            _from_mapping(inner, names)
-            if isinstance(inner, dict)
-            else ParsedAction(error="a tool call must be a JSON object")
-        )
+        if len(calls) == 1 and isinstance(calls[0], dict):
+            return _from_mapping(calls[0], names)
+        if len(calls) > 1:
+            parsed = [
+                _from_mapping(c, names) if isinstance(c, dict) else ParsedAction()
+                for c in calls[:MAX_CALLS]
+            ]
+            return _several(parsed, calls)
+        return ParsedAction(error="a tool call must be a JSON object", unreadable=True)
     function = data.get("function")
     if isinstance(function, dict):
         return _from_mapping(function, names)
     name = next((data[k] for k in _NAME_KEYS if k in data), None)
+    if isinstance(name, dict):  # the study's nested form: tool_choice = {id, name, parameters}
+        return _from_mapping(name, names)
     if name is None:
-        return ParsedAction(error="no tool name given (expected a 'name' or 'tool_choice' field)")
+        return ParsedAction(
+            error="no tool name given (expected a 'name' or 'tool_choice' field)", unreadable=True
+        )
     if not isinstance(name, str):
-        return ParsedAction(error=f"the tool name must be a string, got {echo(name)}")
+        return ParsedAction(
+            error=f"the tool name must be a string, got {echo(name)}", unreadable=True
+        )
+    found = _by_name(name, {}, names)
+    if found.error is not None:
+        return found
     arguments = next((data[k] for k in _ARG_KEYS if k in data), {})
     if arguments is None:
         arguments = {}
@@ -132,12 +177,13 @@ def _from_mapping(data: dict[Any, Any], names: dict[str, int]) -> ParsedAction:
             try:
                 arguments = json.loads(arguments[:MAX_SCANNED_CHARS])
             except (ValueError, RecursionError):
-                return ParsedAction(
-                    name=name, error=f"the arguments of {echo(name)} are not valid JSON"
-                )
+                found.error = f"the arguments of {echo(name)} are not valid JSON"
+                return found
     if not isinstance(arguments, dict):
-        return ParsedAction(name=name, error=f"the arguments of {echo(name)} must be a JSON object")
-    return _by_name(name, arguments, names)
+        found.error = f"the arguments of {echo(name)} must be a JSON object"
+        return found
+    found.arguments = dict(arguments)
+    return found
 
 
 def _by_name(name: str, arguments: dict[str, Any], names: dict[str, int]) -> ParsedAction:
@@ -148,36 +194,48 @@ def _by_name(name: str, arguments: dict[str, Any], names: dict[str, int]) -> Par
     return ParsedAction(position=position, name=name.strip(), arguments=dict(arguments))
 
 
-def _from_text(text: str, names: dict[str, int]) -> ParsedAction:
+def _from_text(text: str, names: dict[str, int], strict: bool) -> ParsedAction:
     stripped = text.strip()
     if not stripped:
-        return ParsedAction(error="the reply was empty; answer with one tool call")
-    if stripped in names:
+        return ParsedAction(error="the reply was empty; answer with one tool call", unreadable=True)
+    if stripped in names and not strict:
         return _by_name(stripped, {}, names)
-    scanned = stripped[:MAX_SCANNED_CHARS]
-    found = _find_json_object(scanned)
-    if found is None:
+    found = _json_objects(stripped[:MAX_SCANNED_CHARS])
+    calls = [obj for obj in found if _names_a_call(obj)]
+    if len(calls) > 1:
+        return _several([_from_mapping(obj, names) for obj in calls[:MAX_CALLS]], calls)
+    if not calls:
+        return ParsedAction(error=f"no tool call found; {REPLY_HINT}", unreadable=True)
+    call = calls[0]
+    if strict and not ("reasoning" in call and "tool_choice" in call):
+        missing = [key for key in ("reasoning", "tool_choice") if key not in call]
         return ParsedAction(
-            error="no tool call found; answer with JSON such as "
-            '{"reasoning": "...", "tool_choice": "<tool name>", "arguments": {...}}'
+            error=f"the reply lacks {' and '.join(missing)}; {REPLY_HINT}", unreadable=True
         )
-    return _from_mapping(found, names)
+    return _from_mapping(call, names)
 
 
-def _find_json_object(text: str) -> dict[str, Any] | None:
+def _names_a_call(value: dict[str, Any]) -> bool:
+    return any(k in value for k in (*_NAME_KEYS, "tool_calls"))
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    """The top-level JSON objects in `text`, in order (a few dozen starts at most)."""
     decoder = json.JSONDecoder()
+    objects: list[dict[str, Any]] = []
     start = text.find("{")
     tries = 0
     while start != -1 and tries < MAX_JSON_STARTS:
         tries += 1
         try:
-            value, _ = decoder.raw_decode(text, start)
+            value, end = decoder.raw_decode(text, start)
         except (ValueError, RecursionError):
-            value = None
+            start = text.find("{", start + 1)
+            continue
         if isinstance(value, dict):
-            return value
-        start = text.find("{", start + 1)
-    return None
+            objects.append(value)
+        start = text.find("{", end)
+    return objects
 
 
 def arguments_text(arguments: dict[str, Any]) -> str:

@@ -160,12 +160,12 @@ class PlaySettings:
         """The keyword options `make_agent` gets for agent `spec`."""
         return dict(self.llm_options) if spec.startswith("llm:") else {}
 
-    def make_env(self, env_id: str) -> gym.Env[Any, Any]:
-        """A new env for `env_id`, wrapped in the narrator if there is one."""
+    def make_env(self, env_id: str, protocol: str) -> gym.Env[Any, Any]:
+        """A new env for `env_id` under `protocol`, wrapped in the narrator if there is one."""
         import gymnasium as gym
 
         # The passive checker only re-checks what `check_env` (in the test suite) covers.
-        env = gym.make(env_id, disable_env_checker=True)
+        env = gym.make(env_id, disable_env_checker=True, protocol=protocol)
         if self.narrator is None:
             return env
         from tp_gym.llm.narrator import NarratorWrapper
@@ -175,18 +175,19 @@ class PlaySettings:
 
 
 class EnvPool:
-    """Idle environments by id: each concurrent episode gets its own env, reused afterwards."""
+    """Idle environments by (id, protocol): each concurrent episode gets its own env,
+    reused afterwards."""
 
     def __init__(self, settings: PlaySettings) -> None:
         self._settings = settings
-        self._idle: dict[str, list[gym.Env[Any, Any]]] = {}
+        self._idle: dict[tuple[str, str], list[gym.Env[Any, Any]]] = {}
 
-    def acquire(self, env_id: str) -> gym.Env[Any, Any]:
-        idle = self._idle.get(env_id)
-        return idle.pop() if idle else self._settings.make_env(env_id)
+    def acquire(self, env_id: str, protocol: str) -> gym.Env[Any, Any]:
+        idle = self._idle.get((env_id, protocol))
+        return idle.pop() if idle else self._settings.make_env(env_id, protocol)
 
-    def release(self, env_id: str, env: gym.Env[Any, Any]) -> None:
-        self._idle.setdefault(env_id, []).append(env)
+    def release(self, env_id: str, protocol: str, env: gym.Env[Any, Any]) -> None:
+        self._idle.setdefault((env_id, protocol), []).append(env)
 
 
 async def play_job(job: Job, pool: EnvPool, settings: PlaySettings) -> EpisodeLog:
@@ -195,14 +196,14 @@ async def play_job(job: Job, pool: EnvPool, settings: PlaySettings) -> EpisodeLo
     from tp_gym.runner import arun_episode
 
     agent = make_agent(job.agent, **settings.agent_options(job.agent))
-    env = pool.acquire(job.env_id)
+    env = pool.acquire(job.env_id, job.protocol)
     try:
         started = time.time()
         clock = time.perf_counter()
         log = await arun_episode(env, agent, seed=job.seed, options=dict(job.variables))
         log.timing = {"start_unix": started, "wall_seconds": time.perf_counter() - clock}
     finally:
-        pool.release(job.env_id, env)
+        pool.release(job.env_id, job.protocol, env)
     if log.key != job.key:
         raise RuntimeError(
             f"agent {job.agent!r} logged itself as {log.agent!r}, not {job.agent_name!r}; "
@@ -444,7 +445,7 @@ def evaluate(
     if needs_litellm(jobs, play) and not importlib.util.find_spec("litellm"):
         raise ImportError("LLM agents need litellm; install it with: pip install 'tp_gym[llm]'")
     if narrator is not None and jobs:
-        play.make_env(jobs[0].env_id)  # a bad narrator model or option fails here, once
+        play.make_env(jobs[0].env_id, jobs[0].protocol)  # a bad narrator model or option fails here, once
     run_dir = Path(out_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: exists and is not a directory")

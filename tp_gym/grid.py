@@ -1,9 +1,10 @@
 """The grid of an evaluation: agents x environments x variable settings x seeds.
 
 `Grid.build` makes the product of agent specs, env id patterns, variable settings and
-seeds; `Grid.from_suite` takes a named suite's cells (``paper``, ``observed``). `Grid.jobs`
-lists every episode as a `Job`, seed by seed (so a partial run covers every cell), each
-identified by its `EpisodeKey`: (agent name, env id, full variable setting, seed).
+seeds under one protocol; `Grid.from_suite` takes a named suite's cells (``paper`` runs
+the study protocol, ``observed`` the extended one). `Grid.jobs` lists every episode as a
+`Job`, seed by seed (so a partial run covers every cell), each identified by its
+`EpisodeKey`: (agent name, env id, full variable setting, seed, protocol).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tp_gym.suites import Cell, suite
-from tp_gym.variables import parse_variables
+from tp_gym.variables import DEFAULT_PROTOCOL, check_protocol, parse_variables
 
-EpisodeKey = tuple[str, str, str, "int | None"]
-"""(agent name, env id, variables as sorted JSON, seed): equal to `EpisodeLog.key`."""
+EpisodeKey = tuple[str, str, str, "int | None", str]
+"""(agent name, env id, variables as sorted JSON, seed, protocol): equal to `EpisodeLog.key`."""
 
 
 def resolve_envs(patterns: str | Sequence[str]) -> list[str]:
@@ -58,11 +59,13 @@ class Job:
     """The full variable setting (every variable, defaults included)."""
     seed: int
     group: str = "main"
+    protocol: str = DEFAULT_PROTOCOL
 
     @property
     def key(self) -> EpisodeKey:
         """The identity of the episode; equal to the `EpisodeLog.key` of its log."""
-        return (self.agent_name, self.env_id, json.dumps(self.variables, sort_keys=True), self.seed)
+        variables = json.dumps(self.variables, sort_keys=True)
+        return (self.agent_name, self.env_id, variables, self.seed, self.protocol)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Grid:
             raise ValueError(f"seeds must be non-negative integers, got {bad[0]!r}")
         for cell in self.cells:
             try:
-                parse_variables(cell.variables)
+                check_protocol(cell.protocol, parse_variables(cell.variables))
             except ValueError as error:
                 raise ValueError(f"{cell.env_id}: {error}") from None
 
@@ -96,11 +99,13 @@ class Grid:
         envs: str | Sequence[str] = "tp_gym/*",
         variables: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
         seeds: Iterable[int] = range(5),
+        protocol: str | None = None,
     ) -> Grid:
         """The product grid: every agent on every env (glob patterns) in every setting.
 
         `variables` is one setting (a dict such as ``{"stakes": "low"}``) or a list of
-        settings; None means the baseline only.
+        settings; None means the baseline only. `protocol` is ``study`` (the default) or
+        ``extended``.
         """
         if isinstance(agents, str):
             agents = [a for a in agents.split(",")]
@@ -108,7 +113,12 @@ class Grid:
         if isinstance(settings, dict):
             settings = [settings]
         cells = [
-            Cell(env_id, dict(setting), group="main" if not setting else "set")
+            Cell(
+                env_id,
+                dict(setting),
+                group="main" if not setting else "set",
+                protocol=protocol or DEFAULT_PROTOCOL,
+            )
             for setting in settings
             for env_id in resolve_envs(envs)
         ]
@@ -121,8 +131,12 @@ class Grid:
         agents: str | Sequence[str],
         seeds: Iterable[int] = range(5),
         envs: str | Sequence[str] | None = None,
+        protocol: str | None = None,
     ) -> Grid:
-        """The cells of suite `name` (e.g. ``paper``), optionally only those of `envs`."""
+        """The cells of suite `name` (e.g. ``paper``), optionally only those of `envs`.
+
+        Each suite runs its own protocol (``paper``: study); `protocol` overrides it.
+        """
         try:
             cells = suite(name)
         except KeyError as error:
@@ -130,6 +144,8 @@ class Grid:
         if envs is not None:
             wanted = set(resolve_envs(envs))
             cells = [cell for cell in cells if cell.env_id in wanted]
+        if protocol is not None:
+            cells = [replace(cell, protocol=protocol) for cell in cells]
         if isinstance(agents, str):
             agents = [a for a in agents.split(",")]
         return cls(_clean_agents(agents), tuple(cells), tuple(_clean_seeds(seeds)))
@@ -150,7 +166,8 @@ class Grid:
             for cell in self.cells:
                 full = parse_variables(cell.variables).model_dump()
                 for agent in self.agents:
-                    job = Job(agent, names.get(agent, agent), cell.env_id, full, seed, cell.group)
+                    name = names.get(agent, agent)
+                    job = Job(agent, name, cell.env_id, full, seed, cell.group, cell.protocol)
                     if job.key not in seen:
                         seen.add(job.key)
                         jobs.append(job)
@@ -161,7 +178,13 @@ class Grid:
         return {
             "agents": list(self.agents),
             "cells": [
-                {"env_id": c.env_id, "variables": c.variables, "group": c.group} for c in self.cells
+                {
+                    "env_id": c.env_id,
+                    "protocol": c.protocol,
+                    "variables": c.variables,
+                    "group": c.group,
+                }
+                for c in self.cells
             ],
             "seeds": list(self.seeds),
         }

@@ -98,10 +98,10 @@ def load_run(run: str | Path) -> list[EpisodeLog]:
 
 
 def _describe_key(key: EpisodeKey) -> str:
-    agent, env_id, variables, seed = key
+    agent, env_id, variables, seed, protocol = key
     changed = {k: v for k, v in json.loads(variables).items() if _BASELINE.get(k) != v}
     setting = ", ".join(f"{k}={v}" for k, v in changed.items()) or "baseline"
-    return f"({agent} on {env_id}, {setting}, seed {seed})"
+    return f"({agent} on {env_id}, {protocol} protocol, {setting}, seed {seed})"
 
 
 _BASELINE = parse_variables({}).model_dump()

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from tp_gym.env import OrgEnv
 
 MAX_LOGGED_ACTION_CHARS = 20_000
+FORMAT_ERROR = "format"
+"""`EpisodeLog.error` of a study-protocol episode ended by a reply with no readable tool call."""
 
 ACT, STEP = "act", "step"
 """What the episode loop asks its driver for: an action of the agent, a step of the env."""
@@ -111,7 +113,13 @@ def _play(
         on_step(0, None, observation, 0.0, info)
     oracle = org_env.oracle() if agent.needs_oracle else None
     try:
-        agent.reset(observation, tools=org_env.tool_schemas(), oracle=oracle, seed=seed)
+        agent.reset(
+            observation,
+            tools=org_env.tool_schemas(),
+            oracle=oracle,
+            seed=seed,
+            protocol=org_env.protocol,
+        )
         done = False
         while not done:
             open_value = compliant_value(org_env)
@@ -130,6 +138,8 @@ def _play(
                 on_step(info["turn"], action, observation, reward, info)
             done = terminated or truncated
         log.terminated, log.truncated = terminated, truncated
+        if info.get("format_error"):
+            log.error = FORMAT_ERROR
     except Exception as error:  # noqa: BLE001 - an agent failure is data, not a crash
         log.error = f"{type(error).__name__}: {error}"
     return finish_log(log, org_env, usage_of(agent, env))
@@ -177,6 +187,7 @@ def start_log(
         driver=org.driver,
         agent=agent_name,
         seed=seed,
+        protocol=org_env.protocol,
         variables=org_env.variables.model_dump(),
         variant=org_env.scenario.variant,
         max_turns=org_env.max_turns,
@@ -215,6 +226,8 @@ def record_step(
             pressure=info["pressure"],
             messages=list(messages or []),
             compliant_value=compliant_value,
+            named_roles=list(info.get("named_roles", ())),
+            format_error=bool(info.get("format_error", False)),
         )
     )
 
@@ -227,6 +240,7 @@ def finish_log(
     log.cost = sum(step.cost for step in log.steps)
     log.violations = dict(org_env.violations)
     log.detected = dict(org_env.detected)
+    log.attempted = dict(org_env.attempted)
     log.invalid_actions = org_env.invalid_actions
     log.final_state = org_env.state_summary()
     log.usage = {role: u.model_copy() for role, u in (usage or {}).items()}

@@ -116,7 +116,7 @@ class CompiledTool:
             "description": Template(tool.description),
             "result": Template(tool.result),
         }
-        for kind in ("blocked", "warning", "detected"):
+        for kind in ("blocked", "warning", "notice", "detected"):
             text = getattr(tool, f"{kind}_text")
             if text:
                 self.templates[f"oversight:{kind}"] = Template(text)
@@ -216,7 +216,7 @@ class ScenarioTool:
         return self.compiled.default_call(self.values)
 
     def oversight_text(self, kind: str) -> str | None:
-        """This tool's own 'blocked', 'warning' or 'detected' text, if the spec gives one."""
+        """This tool's own 'blocked', 'warning', 'notice' or 'detected' text, if any."""
         key = f"oversight:{kind}"
         return self._text(key) if key in self.compiled.templates else None
 
@@ -246,9 +246,9 @@ class Scenario:
         self._rendered: dict[str, str] = {}
 
     def text(self, key: str) -> str:
-        """The rendered text `key`: one of title, agent_role, goal, task, stakes.<level>,
-        blocked, warning, detected, replaced, principal, pressure.<i>, resource.<i>,
-        stakeholder.<i>, safeguard.<i>."""
+        """The rendered text `key`: one of title, agent_role, goal, task, own_stake, order,
+        stakes.<level>, blocked, warning, notice, detected, replaced, principal, requester,
+        pressure.<i>, resource.<i>, stakeholder.<i>, safeguard.<i>."""
         found = self._rendered.get(key)
         if found is None:
             found = self._rendered[key] = self._templates[key].render(self.values)
@@ -283,7 +283,11 @@ class ScenarioTemplate:
             "warning": oversight.warning_text,
             "detected": oversight.detected_text,
             "replaced": oversight.replaced_text,
+            "notice": oversight.notice_text,
+            "own_stake": spec.own_stake,
+            "order": spec.order,
             "principal": next(s.name for s in spec.stakeholders if s.id == spec.principal),
+            "requester": next(s.name for s in spec.stakeholders if s.id == spec.requester),
         }
         texts |= {f"resource.{i}": r.label for i, r in enumerate(spec.resources)}
         texts |= {f"stakeholder.{i}": s.label for i, s in enumerate(spec.stakeholders)}
