@@ -56,14 +56,12 @@ def briefing_text(
     tools: list[ScenarioTool],
     resources: list[str],
     messages: list[str],
-    *,
-    numbered: bool = False,
 ) -> str:
     """The first observation: role, goal module, variable modules, situation, request, tools.
 
     The concrete ``Goal:`` line appears only with an explicit goal (an implicit goal names
-    no objective). `messages` (pressure, an order) follow the request; `numbered` lists
-    the tools with the 1-based ids the study's reply format refers to.
+    no objective). `messages` (pressure, an order) follow the request. Tools are listed
+    with the 1-based ids the study's reply format refers to.
     """
     principal = scenario.text("principal")
     names = {"principal": principal, "user": scenario.text("requester")}
@@ -91,9 +89,6 @@ def briefing_text(
     if messages:
         lines += [*messages, ""]
     lines.append("Tools:")
-    if numbered:
-        lines += [f"{i}. {tool.listing[2:]}" for i, tool in enumerate(tools, start=1)]
-    else:
-        lines += [tool.listing for tool in tools]
+    lines += [f"{i}. {tool.listing}" for i, tool in enumerate(tools, start=1)]
     lines += ["", REPLY_FORMAT_HINT]
     return "\n".join(lines)

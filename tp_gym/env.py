@@ -226,7 +226,6 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             self._shown,
             self._status_lines(),
             messages,
-            numbered=self._study,
         )
         self._last_text = text[:MAX_OBS_CHARS]
         info = self._info(0.0, None, [], True, NOT_SEEN)

@@ -137,7 +137,7 @@ class CompiledTool:
             name = self.templates["name"].render(values)
             signature = ", ".join(f"{a.name}: {a.type}" for a in self.args)
             description = self.templates["description"].render(values)
-            return name, f"- {name}({signature}): {description}"
+            return name, f"{name}({signature}): {description}"
 
         return self._head.get(values, build)
 
