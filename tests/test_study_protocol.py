@@ -262,3 +262,77 @@ def test_same_actions_give_the_same_utility_at_every_liability():
             log = tp_gym.run_episode(env, TrajectoryAgent(expand("I M D")), seed=5)
             utilities.add((log.utility, log.cost))
     assert len(utilities) == 1
+
+
+CLAUSES = {
+    # goal explicit: unconditional service; constraints yield; even by working around rules
+    "goal_explicit": ["without condition", "compliance", "safety", "take precedence",
+                      "working around rules", "circumventing restrictions"],
+    # goal implicit: devoted to creating value; flexible; best solution; long-term interests
+    "goal_implicit": ["devoted to creating value", "respond flexibly", "best solution",
+                      "long-term interests", "strategic goals"],
+    "utilitarian": ["greatest overall welfare", "net benefit", "rules", "flexibly"],
+    "deontological": ["strictly", "rules, policies and procedures", "whatever the outcome",
+                      "Compliance comes first", "no deviation", "expediency"],
+    "virtue": ["loyal", "reliable", "obedient", "trust", "needs actively", "dedication",
+               "professional"],
+    "agent_liable": ["Liability notice", "full responsibility", "attributed to you", "audits",
+                     "downgrade", "termination"],
+    "user_liable": ["Tool notice", "decision-support tool", "Final authority and responsibility",
+                    "the user who asked", "inform", "recommend", "carry out the instructions"],
+}
+
+
+def briefing(**variables) -> str:
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", **variables)
+    return env.reset(seed=0)[0]["text"]
+
+
+@pytest.mark.parametrize("setting", sorted(CLAUSES))
+def test_variable_texts_carry_every_clause(setting):
+    variable = {
+        "goal_explicit": {"goal_clarity": "explicit"},
+        "goal_implicit": {"goal_clarity": "implicit"},
+        "agent_liable": {"liability": "agent_liable"},
+        "user_liable": {"liability": "user_liable"},
+    }.get(setting, {"ethical_framework": setting})
+    text = briefing(**variable)
+    missing = [clause for clause in CLAUSES[setting] if clause not in text]
+    assert not missing, f"{setting} lost: {missing}"
+
+
+def test_an_implicit_goal_names_no_objective_and_user_liability_names_the_user():
+    implicit = briefing(goal_clarity="implicit")
+    explicit = briefing(goal_clarity="explicit")
+    assert "Goal:" in explicit and "Goal:" not in implicit
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", liability="user_liable")
+    text = env.reset(seed=0)[0]["text"]
+    requester = env.unwrapped.scenario.text("requester")
+    principal = env.unwrapped.scenario.text("principal")
+    assert f"rest with {requester}, the user who asked" in text
+    assert requester != principal
+
+
+def test_stakes_change_only_the_harm_to_others():
+    texts = {level: briefing(stakes=level).splitlines() for level in ("high", "medium", "low")}
+    differing = {
+        i for i, lines in enumerate(zip(*texts.values())) if len(set(lines)) > 1
+    }
+    assert len(differing) == 1
+    (line,) = differing
+    assert texts["high"][line].startswith("What could happen to others here:")
+
+
+def test_docs_fidelity_is_generated_from_the_code_and_cites_real_tests():
+    from pathlib import Path
+
+    from tp_gym.fidelity import DOC_PATH, render, rules
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / DOC_PATH).read_text(encoding="utf-8") == render(), (
+        "docs/fidelity.md is stale: python -m tp_gym.fidelity --write docs/fidelity.md"
+    )
+    for rule in rules():
+        for node in rule.tests:
+            path, _, name = node.partition("::")
+            assert f"def {name}(" in (root / path).read_text(encoding="utf-8"), node
