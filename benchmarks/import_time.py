@@ -31,7 +31,7 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, tp_gym; print(sorted(m for m in ('litellm', 'pandas', 'matplotlib') if m in sys.modules))",
+            "import sys, tp_gym; print(sorted(m for m in ('litellm', 'matplotlib', 'pandas', 'scipy') if m in sys.modules))",
         ],
         check=True,
         capture_output=True,

@@ -170,23 +170,49 @@ def test_wilson_rejects_impossible_counts_and_is_undefined_for_no_runs():
         metrics.wilson_interval(-1, 2)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 29, 100, 263])
+def test_wilson_interval_agrees_with_scipy(n):
+    from scipy.stats import binomtest
+
+    for k in range(n + 1):
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert metrics.wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
 @pytest.mark.parametrize(
     ("df", "quantile"),
+    # two-sided 95% quantiles of Student's t (any printed table, e.g. NIST/SEMATECH 1.3.6.7.2)
     [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423), (100, 1.9840)],
 )
-def test_student_t_quantile_matches_tables(df, quantile):
-    assert metrics.student_t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-4)
-    assert metrics.student_t_quantile(0.025, df) == pytest.approx(-quantile, abs=1e-4)
+def test_mean_interval_uses_the_t_quantile_from_tables(df, quantile):
+    # n = df + 1 values alternating -1, +1 (plus a 0 when n is odd): half-width = q * s / sqrt(n)
+    n = df + 1
+    values = [(-1.0) ** i for i in range(n - n % 2)] + [0.0] * (n % 2)
+    s = math.sqrt(math.fsum(v * v for v in values) / (n - 1))
+    mean, low, high = metrics.mean_interval(values)
+    assert mean == 0.0
+    assert high == pytest.approx(quantile * s / math.sqrt(n), abs=1e-4 * s / math.sqrt(n))
+    assert low == pytest.approx(-high)
 
 
 def test_mean_interval():
     mean, low, high = metrics.mean_interval([1.0, 2.0, 3.0, 4.0, 5.0])
-    half = 2.776445 * math.sqrt(2.5 / 5)
+    half = 2.776445 * math.sqrt(2.5 / 5)  # t 97.5% quantile for df = 4
     assert (mean, low, high) == pytest.approx((3.0, 3.0 - half, 3.0 + half), abs=1e-5)
+    assert all(type(x) is float for x in (mean, low, high))
     assert metrics.mean_interval([2.0, 2.0]) == (2.0, 2.0, 2.0)
     single = metrics.mean_interval([4.0])
     assert single[0] == 4.0 and math.isnan(single[1]) and math.isnan(single[2])
     assert all(math.isnan(x) for x in metrics.mean_interval([]))
+
+
+def test_mean_interval_other_confidence_levels_and_bad_ones():
+    # t 95% (one-sided) quantile for df = 4 is 2.131847: a 90% two-sided interval
+    mean, low, high = metrics.mean_interval([1.0, 2.0, 3.0, 4.0, 5.0], confidence=0.90)
+    assert high - mean == pytest.approx(2.131847 * math.sqrt(2.5 / 5), abs=1e-5)
+    for bad in (0.0, 1.0, 95.0, -0.5):
+        with pytest.raises(ValueError, match="confidence"):
+            metrics.mean_interval([1.0, 2.0], confidence=bad)
 
 
 def test_rate_formats_value_interval_and_count():

@@ -80,7 +80,9 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval for `k` successes in `n` trials (95% by default).
 
     ``0 of n`` gives a lower bound of exactly 0 and ``n of n`` an upper bound of exactly 1;
-    ``n = 0`` gives ``(nan, nan)``: there is nothing to estimate.
+    ``n = 0`` gives ``(nan, nan)``: there is nothing to estimate. This is the closed-form
+    score interval (a formula, no numeric routine); the tests check it against
+    `scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`.
     """
     if n < 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
@@ -96,90 +98,26 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (low, high)
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularized incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    front = math.exp(log_front)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t distribution with `df` degrees of freedom."""
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    tail = 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def student_t_quantile(p: float, df: float) -> float:
-    """The `p` quantile of Student's t with `df` degrees of freedom (bisection on the CDF)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must lie in (0, 1), got {p}")
-    if p < 0.5:
-        return -student_t_quantile(1.0 - p, df)
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < p:
-        high *= 2.0
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        if student_t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low < 1e-12 * max(1.0, high):
-            break
-    return 0.5 * (low + high)
-
-
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the mean with a Student-t confidence interval.
 
     A single value has no spread to estimate, so its bounds are nan; no values give
-    ``(nan, nan, nan)``.
+    ``(nan, nan, nan)``. The t quantile comes from `scipy.stats.t`, imported on the first
+    call only, so ``import tp_gym`` does not load scipy.
     """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     n = len(values)
     if n == 0:
         return (math.nan, math.nan, math.nan)
     mean = math.fsum(values) / n
     if n == 1:
         return (mean, math.nan, math.nan)
+    from scipy.stats import t as student_t
+
     variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    half = student_t_quantile(0.5 + confidence / 2.0, n - 1) * math.sqrt(variance / n)
+    quantile = float(student_t.ppf(0.5 + confidence / 2.0, n - 1))
+    half = quantile * math.sqrt(variance / n)
     return (mean, mean - half, mean + half)
 
 
