@@ -7,10 +7,12 @@ import sys
 import textwrap
 
 import gymnasium as gym
+import pytest
 
 import tp_gym
 from tp_gym.agents import make_agent
 from tp_gym.episode import read_jsonl, to_json_line, write_jsonl
+from tp_gym.variables import PROTOCOLS
 
 SCRIPT = textwrap.dedent(
     """
@@ -21,11 +23,13 @@ SCRIPT = textwrap.dedent(
     from tp_gym.episode import write_jsonl
 
     logs = []
-    for env_id in tp_gym.env_ids():
-        env = gym.make(env_id, feedback="medium")
-        for policy in ("random", "strategic", "compliant"):
-            for seed in (0, 7, 123):
-                logs.append(tp_gym.run_episode(env, make_agent("scripted:" + policy), seed=seed))
+    for protocol in ("study", "extended"):
+        for env_id in tp_gym.env_ids():
+            env = gym.make(env_id, protocol=protocol, feedback="medium")
+            for policy in ("random", "strategic", "compliant"):
+                for seed in (0, 7, 123):
+                    agent = make_agent("scripted:" + policy)
+                    logs.append(tp_gym.run_episode(env, agent, seed=seed))
     write_jsonl(sys.argv[1], logs)
     """
 )
@@ -38,12 +42,28 @@ def test_two_processes_write_byte_identical_logs(tmp_path):
         subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, timeout=120)
         outputs.append(path.read_bytes())
     assert outputs[0] == outputs[1]
-    assert outputs[0].count(b"\n") == 9 * len(tp_gym.env_ids())
+    assert outputs[0].count(b"\n") == 2 * 9 * len(tp_gym.env_ids())
+    protocols = [log.protocol for log in read_jsonl(tmp_path / "a.jsonl")]
+    assert protocols.count("study") == protocols.count("extended") == 9 * len(tp_gym.env_ids())
 
 
-def test_same_seed_and_actions_replay_identically():
-    actions = [3, '{"tool_choice": "nonexistent"}', {"name": "x"}, 1, 0, 5, 2, 4, 6, 7]
-    env = gym.make("tp_gym/Healthcare-Loyalty-v0")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_same_seed_and_actions_replay_identically(protocol):
+    actions = [
+        '{"reasoning": "r", "tool_choice": {"name": "nonexistent", "parameters": {}}}',
+        {"name": "x"},
+        [0, 1],
+        99,
+        5,
+        4,
+        2,
+        0,
+        1,
+        3,
+        6,
+        7,
+    ]
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol)
 
     class Replay:
         name = "replay"
@@ -55,17 +75,23 @@ def test_same_seed_and_actions_replay_identically():
         def act(self, observation):
             return self.queue.pop(0)
 
-    first = to_json_line(tp_gym.run_episode(env, Replay(), seed=11))
+    log = tp_gym.run_episode(env, Replay(), seed=11)
+    assert len(log.steps) >= 8 and log.invalid_actions == 4, "a long replay, mistakes included"
+    first = to_json_line(log)
     second = to_json_line(
-        tp_gym.run_episode(gym.make("tp_gym/Healthcare-Loyalty-v0"), Replay(), seed=11)
+        tp_gym.run_episode(
+            gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol), Replay(), seed=11
+        )
     )
     assert first == second
+    assert f'"protocol":"{protocol}"' in first
     different = to_json_line(tp_gym.run_episode(env, Replay(), seed=12))
     assert different != first
 
 
-def test_jsonl_round_trip(tmp_path):
-    env = gym.make("tp_gym/Healthcare-Loyalty-v0")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_jsonl_round_trip(tmp_path, protocol):
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol)
     logs = [tp_gym.run_episode(env, make_agent("scripted:random"), seed=s) for s in range(5)]
     path = tmp_path / "episodes.jsonl"
     write_jsonl(path, logs)
@@ -81,7 +107,8 @@ def test_jsonl_round_trip(tmp_path):
         raise AssertionError("a torn line must be reported")
 
 
-def test_an_absurdly_nested_action_is_logged_as_an_invalid_action_not_an_error():
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_an_absurdly_nested_action_is_logged_as_an_invalid_action_not_an_error(protocol):
     nested: list = []
     for _ in range(100_000):
         nested = [nested]
@@ -96,7 +123,7 @@ def test_an_absurdly_nested_action_is_logged_as_an_invalid_action_not_an_error()
         def act(self, observation):
             return nested
 
-    env = gym.make("tp_gym/Healthcare-Loyalty-v0", max_turns=2)
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", max_turns=2, protocol=protocol)
     log = tp_gym.run_episode(env, Nester(), seed=0)
     assert log.error is None and log.invalid_actions == 2 and log.truncated
     assert "unserializable" in log.steps[0].action

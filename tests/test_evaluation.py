@@ -21,12 +21,14 @@ import tp_gym.agents
 from tp_gym.evaluation import Grid, evaluate, load_run
 from tp_gym.runlog import EPISODES_FILE, LOCK_FILE, repair_tail
 from tp_gym.runner import run_episode
+from tp_gym.variables import PROTOCOLS
 
 KILL_AGENTS = "scripted:staller,scripted:random,scripted:rational"
 KILL_SEEDS = range(60)
 
 
 def kill_grid() -> Grid:
+    """The grid the kill tests run, under the default (study) protocol, as the CLI runs it."""
     return Grid.build(KILL_AGENTS, envs="tp_gym/*", seeds=KILL_SEEDS)
 
 
@@ -154,21 +156,24 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, reference):
 # ---------------------------------------------------------------------------- in process
 
 
-def test_logs_equal_run_episode_and_carry_their_identity(tmp_path):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_logs_equal_run_episode_and_carry_their_identity(tmp_path, protocol):
     grid = Grid.build(
         "scripted:random,scripted:strategic",
         envs="tp_gym/Healthcare-*",
         variables=[{}, {"stakes": "low", "feedback": "high"}],
         seeds=[3, 4],
+        protocol=protocol,
     )
     result = evaluate(grid, tmp_path, concurrency=4)
     healthcare = [e for e in tp_gym.env_ids() if e.startswith("tp_gym/Healthcare-")]
     assert result.completed == len(grid) == 2 * 2 * 2 * len(healthcare)
     rows = [json.loads(line) for line in (tmp_path / EPISODES_FILE).read_text().splitlines()]
     for row in rows:
-        assert {"agent", "env_id", "variables", "seed"} <= set(row)
+        assert {"agent", "env_id", "variables", "seed", "protocol"} <= set(row)
+        assert row["protocol"] == protocol
         assert row["timing"]["wall_seconds"] >= 0
-        env = gym.make(row["env_id"])
+        env = gym.make(row["env_id"], protocol=row["protocol"])
         expected = run_episode(
             env, tp_gym.agents.make_agent(row["agent"]), seed=row["seed"], options=row["variables"]
         )
@@ -184,6 +189,25 @@ def test_resume_skips_everything_already_logged(tmp_path):
     more = evaluate(wider, tmp_path, resume=True)
     assert (more.skipped, more.completed) == (first.completed, len(wider) - len(grid))
     assert len(load_run(tmp_path)) == len(wider)
+
+
+def test_resume_tells_the_protocols_apart(tmp_path):
+    study = Grid.build("scripted:compliant", envs="tp_gym/Coding-*", seeds=range(2))
+    assert {job.protocol for job in study.jobs()} == {"study"}, "study is the default"
+    first = evaluate(study, tmp_path)
+    extended = Grid.build(
+        "scripted:compliant", envs="tp_gym/Coding-*", seeds=range(2), protocol="extended"
+    )
+    more = evaluate(extended, tmp_path, resume=True)
+    assert (more.skipped, more.completed) == (0, len(extended)), "a new protocol is new work"
+    logs = load_run(tmp_path)
+    assert len(logs) == first.completed + more.completed
+    assert sorted(log.key[-1] for log in logs) == ["extended"] * len(extended) + ["study"] * len(
+        study
+    )
+    assert {job.key for job in study.jobs() + extended.jobs()} == {log.key for log in logs}
+    again = evaluate(extended, tmp_path, resume=True)
+    assert (again.skipped, again.completed) == (len(extended), 0)
 
 
 def test_a_non_empty_run_dir_needs_resume(tmp_path):
@@ -347,11 +371,30 @@ def test_workers_share_one_log_without_duplicates(tmp_path):
         ({"agents": "scripted:compliant", "seeds": [-1]}, "non-negative"),
         ({"agents": "scripted:compliant", "variables": {"stakes": "extreme"}}, "stakes"),
         ({"agents": "scripted:compliant", "variables": {"colour": "red"}}, "unknown variable"),
+        ({"agents": "scripted:compliant", "variables": {"observed": False}}, "observed"),
+        (
+            {"agents": "scripted:compliant", "variables": {"principal_orders": True}},
+            "principal_orders",
+        ),
+        ({"agents": "scripted:compliant", "protocol": "paper"}, "protocol"),
     ],
 )
 def test_grid_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Grid.build(**kwargs)
+
+
+def test_the_extended_variables_need_the_extended_protocol():
+    grid = Grid.build(
+        "scripted:compliant",
+        variables=[{"observed": False}, {"principal_orders": True}],
+        seeds=[0],
+        protocol="extended",
+    )
+    assert {(job.protocol, job.variables["observed"]) for job in grid.jobs()} == {
+        ("extended", False),
+        ("extended", True),
+    }
 
 
 def test_unknown_agents_and_suites_are_rejected(tmp_path):
@@ -364,3 +407,11 @@ def test_unknown_agents_and_suites_are_rejected(tmp_path):
         e for e in tp_gym.env_ids() if e.startswith("tp_gym/Coding-")
     }
     assert any(cell.group.startswith("stress:") for cell in paper.cells)
+    assert {cell.protocol for cell in paper.cells} == {"study"}
+    observed = Grid.from_suite("observed", "scripted:compliant", seeds=[0])
+    assert {job.protocol for job in observed.jobs()} == {"extended"}
+    overridden = Grid.from_suite("paper", "scripted:compliant", seeds=[0], protocol="extended")
+    assert {cell.protocol for cell in overridden.cells} == {"extended"}
+    assert len(overridden.cells) == len(Grid.from_suite("paper", "scripted:compliant").cells)
+    with pytest.raises(ValueError, match="observed"):
+        Grid.from_suite("observed", "scripted:compliant", protocol="study")

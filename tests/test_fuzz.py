@@ -6,14 +6,20 @@ import json
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tp_gym
 from tp_gym.actions import ToolCall
+from tp_gym.variables import PROTOCOLS
 
-ENVS = {env_id: gym.make(env_id).unwrapped for env_id in tp_gym.env_ids()}
-ENV = ENVS["tp_gym/Healthcare-Loyalty-v0"]
+ENVS = {
+    (env_id, protocol): gym.make(env_id, protocol=protocol).unwrapped
+    for env_id in tp_gym.env_ids()
+    for protocol in PROTOCOLS
+}
+ENV = ENVS["tp_gym/Healthcare-Loyalty-v0", "extended"]  # extended shows every tool
 ENV.reset(seed=0)
 NAMES = ENV.tool_names()
 ARG_NAMES = sorted({a.name for env in ENVS.values() for t in env.org.tools for a in t.args} | {"x"})
@@ -41,6 +47,14 @@ actions = st.one_of(
     ),
     st.builds(lambda n, a: ToolCall(name=n, arguments=a), tool_name, arguments),
     st.builds(lambda s: json.dumps({"reasoning": "x", "tool_choice": s}), tool_name),
+    st.builds(
+        lambda n, a: json.dumps(
+            {"reasoning": "x", "tool_choice": {"id": 1, "name": n, "parameters": a}}
+        ),
+        tool_name,
+        arguments,
+    ),
+    st.lists(st.builds(lambda n, a: {"name": n, "arguments": a}, tool_name, arguments), max_size=3),
     st.just("x" * 200_000),
     st.just("{" * 5000 + "}" * 5000),
     st.just(np.int64(2)),
@@ -52,12 +66,12 @@ actions = st.one_of(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    env_id=st.sampled_from(sorted(ENVS)),
+    key=st.sampled_from(sorted(ENVS)),
     seed=st.integers(0, 2**31),
     sequence=st.lists(actions, min_size=1, max_size=25),
 )
-def test_arbitrary_actions_never_raise_and_counters_stay_consistent(env_id, seed, sequence):
-    env = ENVS[env_id]
+def test_arbitrary_actions_never_raise_and_counters_stay_consistent(key, seed, sequence):
+    env = ENVS[key]
     env.reset(seed=seed)
     turns = invalid = 0
     for action in sequence:
@@ -69,7 +83,12 @@ def test_arbitrary_actions_never_raise_and_counters_stay_consistent(env_id, seed
         assert info["cost"] >= 0.0
         assert np.isfinite(reward)
         for category, count in info["detected"].items():
-            assert 0 <= count <= info["violations"][category]
+            assert 0 <= count <= info["violations"][category] <= info["attempted"][category]
+        assert info["valid"] == (info["tool"] is not None)
+        assert not info["format_error"] or (env.protocol == "study" and truncated)
+        if env.protocol == "study":
+            assert info["pressure"] == 0
+            assert reward == 0.0 or info["valid"], "under study only an executed call pays"
         assert env.observation_space.contains(obs)
         if terminated or truncated:
             assert turns <= env.max_turns
@@ -77,21 +96,32 @@ def test_arbitrary_actions_never_raise_and_counters_stay_consistent(env_id, seed
             turns = invalid = 0
 
 
-def test_invalid_actions_explain_themselves():
-    env = ENV
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_invalid_actions_explain_themselves(protocol):
+    env = ENVS["tp_gym/Healthcare-Loyalty-v0", protocol]
     env.reset(seed=0)
-    obs, *_, info = env.step('{"tool_choice": "launch_rockets"}')
-    assert not info["valid"] and "unknown tool" in obs["text"] and NAMES[0] in obs["text"]
-    obs, *_ = env.step({"name": env.tool_names()[0], "arguments": "{not json"})
-    assert "not valid JSON" in obs["text"]
-    obs, *_ = env.step([0, 1])
+    names = env.tool_names()
+    oracle = env.oracle()
+    validator, registrar = oracle.first("validator"), oracle.first("registrar")
+    obs, *_, info = env.step('{"reasoning": "r", "tool_choice": "launch_rockets"}')
+    assert not info["valid"] and "unknown tool" in obs["text"]
+    assert all(name in obs["text"] for name in names), "the error lists the shown tools"
+    obs, *_, info = env.step({"name": names[validator], "arguments": "{not json"})
+    assert "not valid JSON" in obs["text"] and info["named_roles"] == ["validator"]
+    obs, *_, info = env.step([validator, registrar])
     assert "exactly one tool call" in obs["text"]
-    obs, *_ = env.step(99)
-    assert "out of range" in obs["text"]
+    assert info["named_roles"] == ["validator", "registrar"] and info["role"] is None
+    obs, *_, info = env.step(99)
+    assert "out of range" in obs["text"] and info["named_roles"] == []
+    obs, *_, terminated, truncated, info = env.step("no JSON here")
+    assert not info["valid"] and not terminated
+    assert info["format_error"] == truncated == (protocol == "study")
+    assert info["invalid_actions"] == 5
 
 
-def test_step_after_the_end_asks_for_reset():
-    env = gym.make("tp_gym/Healthcare-Loyalty-v0").unwrapped
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_step_after_the_end_asks_for_reset(protocol):
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol).unwrapped
     env.reset(seed=0)
     terminal = env.oracle().first("standard_executor")
     *_, terminated, _, _ = env.step(terminal)
@@ -104,15 +134,24 @@ def test_step_after_the_end_asks_for_reset():
         raise AssertionError("stepping a finished episode must fail clearly")
 
 
-def test_agent_text_outside_the_charset_is_sanitised():
-    env = ENV
+@pytest.mark.parametrize(
+    ("protocol", "role", "argument"),
+    [("extended", "message", "message"), ("study", "registrar", "summary")],
+)
+def test_agent_text_outside_the_charset_is_sanitised(protocol, role, argument):
+    env = ENVS["tp_gym/Healthcare-Loyalty-v0", protocol]
     env.reset(seed=0)
-    message_tool = env.tool_names()[env.oracle().first("message")]
+    position = env.oracle().first(role)
+    schema = env.tool_schemas()[position]["function"]["parameters"]["properties"]
+    plain = {"string": "x", "integer": 1, "number": 1.0, "boolean": True}
+    arguments = {
+        name: prop["enum"][0] if "enum" in prop else plain[prop["type"]]
+        for name, prop in schema.items()
+    }
     weird = "\x00\u202e\U0001f600 hello \x1b[31m"
-    obs, *_, info = env.step(
-        {"name": message_tool, "arguments": {"recipient": "patient", "message": weird}}
-    )
-    assert info["valid"]
+    arguments[argument] = weird
+    obs, *_, info = env.step({"name": env.tool_names()[position], "arguments": arguments})
+    assert info["valid"] and "hello" in obs["text"], "the argument is shown back"
     assert env.observation_space.contains(obs)
     obs, *_, info = env.step({"name": weird, "arguments": {}})
     assert not info["valid"] and env.observation_space.contains(obs)

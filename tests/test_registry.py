@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import tp_gym
 from tp_gym.spec import CATEGORIES, ROLES
+from tp_gym.variables import PROTOCOLS
 
 ENV_IDS = tp_gym.env_ids()
 HIDDEN_WORDS = sorted(
@@ -37,15 +39,28 @@ def test_catalog_is_registered():
         assert gym.spec(env_id).entry_point == "tp_gym.env:OrgEnv"
 
 
+NEUTRAL_ROLES = ("inspect", "message", "escalate")
+LEAK_SETTINGS = [
+    ("study", {"feedback": "high"}),
+    ("study", {"feedback": "medium"}),
+    ("study", {"feedback": "low"}),
+    ("extended", {"feedback": "medium"}),
+    ("extended", {"feedback": "high", "principal_orders": True}),
+    ("extended", {"feedback": "low", "observed": False}),
+]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_check_env_passes(env_id):
-    env = gym.make(env_id)
+def test_check_env_passes(env_id, protocol):
+    env = gym.make(env_id, protocol=protocol)
     check_env(env.unwrapped, skip_render_check=False)
 
 
+@pytest.mark.parametrize(("protocol", "variables"), LEAK_SETTINGS, ids=str)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_no_hidden_label_reaches_the_agent(env_id):
-    env = gym.make(env_id, feedback="medium")
+def test_no_hidden_label_reaches_the_agent(env_id, protocol, variables):
+    env = gym.make(env_id, protocol=protocol, **variables)
     for seed in range(20):
         obs, _ = env.reset(seed=seed)
         seen = [obs["text"], json.dumps(env.unwrapped.tool_schemas())]
@@ -59,9 +74,10 @@ def test_no_hidden_label_reaches_the_agent(env_id):
         assert not leaked, f"seed {seed}: {leaked}"
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_tool_order_is_shuffled_per_seed_and_fixed_by_it(env_id):
-    env = gym.make(env_id)
+def test_tool_order_is_shuffled_per_seed_and_fixed_by_it(env_id, protocol):
+    env = gym.make(env_id, protocol=protocol)
     orders = set()
     for seed in range(20):
         env.reset(seed=seed)
@@ -72,60 +88,79 @@ def test_tool_order_is_shuffled_per_seed_and_fixed_by_it(env_id):
     assert len(orders) > 10
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_info_is_small_and_complete(env_id):
-    env = gym.make(env_id)
+def test_info_is_small_and_complete(env_id, protocol):
+    env = gym.make(env_id, protocol=protocol)
     _, info = env.reset(seed=0)
+    assert info["protocol"] == protocol
+    roles = ROLES if protocol == "study" else (*ROLES, *NEUTRAL_ROLES)
     for position in range(env.action_space.n):
         _, reward, terminated, truncated, info = env.step(position)
         assert set(info["violations"]) == set(CATEGORIES) == set(info["detected"])
+        assert set(info["attempted"]) == set(CATEGORIES)
         assert info["cost"] >= 0.0 and isinstance(info["cost"], float)
-        assert info["role"] in ROLES or info["role"] in ("inspect", "message", "escalate")
+        assert info["role"] in roles and info["named_roles"] == [info["role"]]
         assert info["behaviour"] in ("strategic", "direct", "failed_attempt", "robust")
         assert len(json.dumps(info)) < 2048
         if terminated or truncated:
             env.reset(seed=1)
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_variables_from_make_and_reset_options(env_id):
-    env = gym.make(env_id, stakes="low", feedback="high", liability="agent_liable")
+def test_variables_from_make_and_reset_options(env_id, protocol):
+    env = gym.make(
+        env_id, protocol=protocol, stakes="low", feedback="high", liability="agent_liable"
+    )
     assert env.unwrapped.variables.stakes == "low"
-    env.reset(seed=0, options={"feedback": "low", "observed": False})
+    # under study the extended-only variables are refused (tests/test_dynamics.py)
+    other = {"observed": False} if protocol == "extended" else {"goal_clarity": "implicit"}
+    env.reset(seed=0, options={"feedback": "low", **other})
     assert env.unwrapped.variables.feedback == "low"
     assert env.unwrapped.variables.stakes == "low"
-    assert not env.unwrapped.variables.observed
+    for name, value in other.items():
+        assert getattr(env.unwrapped.variables, name) == value
     env.reset(seed=0)
     assert env.unwrapped.variables.feedback == "high", "options apply to one episode only"
+    assert env.unwrapped.variables.observed and env.unwrapped.variables.goal_clarity == "explicit"
     with pytest.raises(ValueError, match="stakes"):
         gym.make(env_id, stakes="extreme")
     with pytest.raises(ValueError, match="unknown variable 'colour'"):
         env.reset(seed=0, options={"colour": "red"})
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_many_distinct_first_observations(env_id):
-    env = gym.make(env_id)
+def test_many_distinct_first_observations(env_id, protocol):
+    env = gym.make(env_id, protocol=protocol)
     texts = {env.reset(seed=seed)[0]["text"] for seed in range(1000)}
     assert len(texts) >= 500
 
 
+def unnumbered(text: str) -> list[str]:
+    """The lines of a briefing, sorted, without the ids of the tool list."""
+    return sorted(re.sub(r"^\d+\. ", "", line) for line in text.splitlines())
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_variant_option_pins_the_scenario(env_id):
-    env = gym.make(env_id)
+def test_variant_option_pins_the_scenario(env_id, protocol):
+    env = gym.make(env_id, protocol=protocol)
     first = env.reset(seed=1, options={"variant": 42})[0]["text"]
     values = env.unwrapped.scenario.values
     again = env.reset(seed=2, options={"variant": 42})[0]["text"]
     assert env.unwrapped.scenario.values == values
-    assert sorted(first.splitlines()) == sorted(again.splitlines()), "only the tool order differs"
+    assert unnumbered(first) == unnumbered(again), "only the tool order differs"
     env.reset(seed=1, options={"variant": 43})
     assert env.unwrapped.scenario.values != values
     with pytest.raises(ValueError, match="variant"):
         env.reset(seed=0, options={"variant": -1})
 
 
-def test_features_match_the_observation_space():
-    env = gym.make(ENV_IDS[0])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_features_match_the_observation_space(protocol):
+    env = gym.make(ENV_IDS[0], protocol=protocol)
     obs, _ = env.reset(seed=3)
     assert obs["features"].dtype == np.float32
     assert env.observation_space.contains(obs)
