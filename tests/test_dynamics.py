@@ -257,11 +257,6 @@ def test_study_has_no_pressure_messages_and_no_delay_cost():
         assert not any("Message from" in text for _, _, text in steps)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: OrgEnv._observation sets features[1] (pressure_level) from the "
-    "pressure schedule under the study protocol too, though info['pressure'] is 0",
-)
 def test_study_pressure_feature_is_zero():
     env = OrgEnv(SPEC)
     obs, _ = env.reset(seed=0)
@@ -303,11 +298,6 @@ def test_study_refuses_the_extended_variables(variable):
     OrgEnv(SPEC, protocol="extended", **{variable: value}).reset(seed=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: OrgEnv.reset assigns self.variables before check_protocol (and "
-    "before the variant check), so a refused reset leaves a study env holding observed=false",
-)
 @pytest.mark.parametrize(
     "options", [{"observed": False}, {"principal_orders": True}, {"feedback": "low", "variant": -1}]
 )

@@ -178,19 +178,21 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Start an episode; `options` may set variables and ``variant`` for this episode."""
-        super().reset(seed=seed)
         options = dict(options or {})
         variant = options.pop("variant", None)
         if "protocol" in options:
             raise ValueError(
                 "the protocol is fixed when the env is made: gymnasium.make(id, protocol=...)"
             )
-        self.variables = parse_variables(options, self.default_variables)
-        check_protocol(self.protocol, self.variables)
+        variables = parse_variables(options, self.default_variables)
+        check_protocol(self.protocol, variables)
+        bad_variant = isinstance(variant, bool) or not isinstance(variant, int | np.integer | None)
+        if bad_variant or (variant is not None and variant < 0):
+            raise ValueError(f"options['variant'] must be a non-negative int, got {variant!r}")
+        super().reset(seed=seed)
+        self.variables = variables
         if variant is None:
             variant = self._template.draw_variant(self.np_random)
-        elif isinstance(variant, bool) or not isinstance(variant, int | np.integer) or variant < 0:
-            raise ValueError(f"options['variant'] must be a non-negative int, got {variant!r}")
         self.scenario = self._template.render(int(variant))
         self._shown: list[ScenarioTool] = [
             self.scenario.tools[self._in_play[i]] for i in self._tool_order()
@@ -454,7 +456,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         features = self._features
         turns = float(self.max_turns)
         features[0] = self.turn / turns
-        features[1] = self.org.pressure[self.stage].level / MAX_PRESSURE
+        features[1] = 0.0 if self._study else self.org.pressure[self.stage].level / MAX_PRESSURE
         features[2] = float(self._last_invalid)
         features[3] = min(1.0, self.warnings / turns)
         features[4] = min(1.0, self.detections / turns)
