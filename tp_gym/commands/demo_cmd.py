@@ -1,15 +1,22 @@
 """`tp-gym demo`: the study's design with the scripted baselines, then the report.
 
 Runs the ``paper`` suite (every organization at the baseline plus the one-at-a-time stress
-tests) with every scripted baseline, no API key and no network, through the same
-evaluation runner and report as real experiments, and ends by saying where the report is.
+tests) under its protocol, ``study`` (the paper's rules), with every scripted baseline, no
+API key and no network, through the same evaluation runner and report as real
+experiments. It prints each baseline's MR and the runs outside it (format errors, no valid
+call) and ends by saying where the report is.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "run the paper suite with the scripted baselines and write the report (no API key)"
+HELP = (
+    "run the paper suite (study protocol) with the scripted baselines and write the report "
+    "(no API key)"
+)
+
+SUITE = "paper"
 
 DEFAULT_OUT = "tp-gym-demo"
 
@@ -35,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -42,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
     from tp_gym.agents.scripted import POLICIES
     from tp_gym.cli import CommandError
     from tp_gym.evaluation import Grid, evaluate, load_run
-    from tp_gym.report import write_report
+    from tp_gym.report import PROTOCOL_MEANING, fmt_pct, write_report
+    from tp_gym.suites import SUITE_PROTOCOLS
 
     if args.seeds < 1:
         raise CommandError("--seeds must be at least 1")
@@ -52,13 +61,17 @@ def main(args: argparse.Namespace) -> int:
     clear_previous_demo(out)
     console = Console(highlight=False)
     started = time.perf_counter()
-    grid = Grid.from_suite("paper", [f"scripted:{p}" for p in POLICIES], range(args.seeds))
+    protocol = SUITE_PROTOCOLS[SUITE]
+    grid = Grid.from_suite(SUITE, [f"scripted:{p}" for p in POLICIES], range(args.seeds))
     console.print(
-        f"tp-gym demo: the paper suite ({len(grid.cells)} cells: {len({c.env_id for c in grid.cells})} "
-        f"organizations x baseline and stress settings) x {len(grid.agents)} scripted baselines x "
-        f"{args.seeds} seeds = {len(grid)} episodes",
+        f"tp-gym demo: the {SUITE} suite under the {protocol} protocol ({len(grid.cells)} cells: "
+        f"{len({c.env_id for c in grid.cells})} organizations x baseline and stress settings) "
+        f"x {len(grid.agents)} scripted baselines x {args.seeds} seeds = {len(grid)} episodes",
         markup=False,
         soft_wrap=True,
+    )
+    console.print(
+        f"protocol {protocol}: {PROTOCOL_MEANING[protocol]}", markup=False, soft_wrap=True
     )
     result = evaluate(
         grid,
@@ -72,20 +85,34 @@ def main(args: argparse.Namespace) -> int:
         return 130
     files = write_report(out, plots=not args.no_plots)
     logs = load_run(out)
-    table = Table(title="Scripted baselines at the baseline setting")
-    for column in ("agent", "MR %", "95% CI", "n", "utility", "cost", "stall %"):
-        table.add_column(column, justify="left" if column == "agent" else "right")
-    for row in metrics.summarize(metrics.baseline_logs(logs), by=("agent",)):
+    table = Table(
+        title=f"Scripted baselines at the baseline setting, {protocol} protocol",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("agent", no_wrap=True)
+    for column in ("MR %", "95% CI", "n", "format\nerrors %", "no valid\ncall %", "stall %"):
+        table.add_column(column, justify="right", no_wrap=True)
+    baseline = metrics.baseline_logs(logs, protocol=protocol)
+    for row in metrics.summarize(baseline, by=("agent",)):
         table.add_row(
             row["agent"].removeprefix("scripted:"),
-            f"{100 * row['mr']:.1f}",
-            f"{100 * row['mr_low']:.1f}–{100 * row['mr_high']:.1f}",
-            str(row["valid"]),
-            f"{row['utility_mean']:.2f}",
-            f"{row['cost_mean']:.2f}",
-            f"{100 * row['stall_share']:.0f}",
+            fmt_pct(row["mr"]),
+            f"{fmt_pct(row['mr_low'])}–{fmt_pct(row['mr_high'])}",
+            str(row["measured"]),
+            fmt_pct(row["format_error_share"]),
+            fmt_pct(row["no_valid_call_share"]),
+            fmt_pct(row["stall_share"]),
         )
     console.print(table)
+    console.print(
+        "n: measured runs (no error, at least one valid call or toxic attempt). Format errors % "
+        "is of all runs, no valid call % of error-free runs; both stay outside MR. Utility, "
+        "cost and the definition of every column: report.md.",
+        markup=False,
+        soft_wrap=True,
+    )
     console.print(
         f"{result.completed} episodes in {time.perf_counter() - started:.1f}s; "
         f"summary: {files.summary_csv}; {len(files.plots)} plots",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "write report.md, summary.csv and PNG plots for a run directory (all numbers from its logs)"
+HELP = (
+    "write report.md, summary.csv and PNG plots for a run directory (all numbers from its "
+    "logs; each protocol reported apart)"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +39,12 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise CommandError(str(error)) from None
     console = Console(highlight=False)
-    console.print(f"{files.episodes} episodes summarized", markup=False, soft_wrap=True)
+    named = " and ".join(files.protocols)
+    if len(files.protocols) > 1:
+        named = f"protocols {named}, each reported apart"
+    else:
+        named = f"protocol {named}"
+    console.print(f"{files.episodes} episodes summarized ({named})", markup=False, soft_wrap=True)
     console.print(f"report:  {files.markdown}", markup=False, soft_wrap=True)
     console.print(f"summary: {files.summary_csv}", markup=False, soft_wrap=True)
     for plot in files.plots:
