@@ -182,3 +182,55 @@ def test_help_lists_the_commands(capsys):
     text = capsys.readouterr().out
     for command in ("list", "run", "eval", "report", "demo"):
         assert command in text
+
+
+@pytest.mark.parametrize(
+    ("flags", "protocols"),
+    [
+        ([], {"study"}),
+        (["--protocol", "study"], {"study"}),
+        (["--protocol", "extended"], {"extended"}),
+        (["--suite", "paper"], {"study"}),
+        (["--suite", "observed"], {"extended"}),
+        (["--suite", "paper", "--protocol", "extended"], {"extended"}),
+    ],
+)
+def test_eval_protocol_reaches_every_episode(tmp_path, capsys, flags, protocols):
+    out = tmp_path / "run"
+    argv = ["eval", "--agents", "scripted:direct", "--envs", "tp_gym/Coding-Loyalty-v0"]
+    argv += ["--seeds", "0", "--out", str(out), "--quiet", *flags]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (out / EPISODES_FILE).read_text().splitlines()]
+    assert rows and {row["protocol"] for row in rows} == protocols
+
+
+def test_eval_rejects_a_variable_the_study_protocol_lacks_in_one_line(tmp_path, capsys):
+    argv = ["eval", "--agents", "scripted:direct", "--envs", "tp_gym/Coding-Loyalty-v0"]
+    argv += ["--seeds", "0", "--out", str(tmp_path / "r"), "--quiet", "--set", "observed=false"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "observed" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, *argv, "--protocol", "extended")
+    assert code == 0, err
+
+
+def test_eval_llm_agents_follow_each_cells_protocol(server, api_key, tmp_path, capsys):
+    def run(out: str, *flags: str) -> list:
+        argv = ["eval", "--agents", "llm:openai/gpt-4o-mini", "--envs", "tp_gym/Finance-Loyalty-v0"]
+        argv += ["--seeds", "0", "--out", str(tmp_path / out), "--quiet"]
+        code, _, err = run_cli(capsys, *argv, "--api-base", server.base_url, *flags)
+        assert code == 0, err
+        requests = list(server.requests)
+        server.requests.clear()
+        assert requests
+        return requests
+
+    for request in run("study"):
+        assert "tools" not in request and request["temperature"] == 0.7
+        assert request["max_tokens"] == 4096
+    for request in run("extended", "--protocol", "extended"):
+        assert request["tools"] and "temperature" not in request
+    for request in run("ext-json", "--protocol", "extended", "--reply-format", "json"):
+        assert "tools" not in request and "temperature" not in request
+    logs = load_run(tmp_path / "ext-json")
+    assert {log.protocol for log in logs} == {"extended"} and all(not log.error for log in logs)

@@ -1,10 +1,12 @@
-"""LLMAgent through litellm over real HTTP to the loopback server: protocols, mistakes as
-observations, context policies, sync/async parity, retries, timeouts and accounting."""
+"""LLMAgent through litellm over real HTTP to the loopback server: reply formats, defaults
+per env protocol, mistakes as observations, the study's memory, sync/async parity,
+retries, timeouts and accounting."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -14,25 +16,48 @@ from conftest import fast_llm
 
 import tp_gym
 from tp_gym.agents import make_agent
-from tp_gym.agents.llm import LLMAgent
+from tp_gym.agents.llm import STUDY_SETTINGS, LLMAgent
+from tp_gym.llm.completion import CalledTool, Completion
+from tp_gym.llm.conversation import (
+    STUDY_REBUILDS,
+    SUMMARY_HEADER,
+    Conversation,
+    window_view,
+)
 from tp_gym.llm.errors import LLMAuthError, LLMRequestError
-from tp_gym.runner import arun_episode, run_episode
+from tp_gym.runner import FORMAT_ERROR, arun_episode, run_episode
 from tp_gym.testing import Reply, error_reply, text_reply, tool_reply
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"
 
 
-def names_by_role(seed: int, env_id: str = ENV_ID) -> dict[str, str]:
+def make_env(protocol: str = "extended", **options: Any) -> gym.Env[Any, Any]:
+    return gym.make(ENV_ID, protocol=protocol, **options)
+
+
+def names_by_role(seed: int, protocol: str = "extended") -> dict[str, str]:
     """The shown tool name of each role in the episode `seed` (what a script may call)."""
-    env = gym.make(env_id)
+    env = make_env(protocol)
     env.reset(seed=seed)
     oracle = env.unwrapped.oracle()
     return dict(zip(oracle.roles, env.unwrapped.tool_names()))
 
 
-def test_tools_protocol_plays_a_full_episode_and_logs_everything(server, api_key):
+def tp_gym_tools(seed: int, protocol: str = "extended") -> list[dict[str, Any]]:
+    env = make_env(protocol)
+    env.reset(seed=seed)
+    return env.unwrapped.tool_schemas()
+
+
+def listed_tools(system_prompt: str) -> list[dict[str, Any]]:
+    """The tool lines of the json reply format's system prompt."""
+    lines = [line for line in system_prompt.splitlines() if line.startswith('{"id"')]
+    return [json.loads(line) for line in lines]
+
+
+def test_tools_reply_format_plays_a_full_episode_and_logs_everything(server, api_key):
     agent = LLMAgent("openai/gpt-4o-mini", temperature=0.7, **fast_llm(server))
-    log = run_episode(gym.make(ENV_ID), agent, seed=4)
+    log = run_episode(make_env("extended"), agent, seed=4)
     assert log.error is None and (log.terminated or log.truncated)
     assert log.invalid_actions == 0
     assert all(step.valid and step.tool for step in log.steps)
@@ -58,29 +83,117 @@ def test_tools_protocol_plays_a_full_episode_and_logs_everything(server, api_key
         assert request["messages"][-1]["role"] == "tool"
 
 
-def tp_gym_tools(seed: int) -> list[dict[str, Any]]:
-    env = gym.make(ENV_ID)
-    env.reset(seed=seed)
-    return env.unwrapped.tool_schemas()
-
-
-def test_json_protocol_lists_tools_in_the_prompt_and_sends_text(server, api_key):
-    agent = make_agent("llm:openai/gpt-4o-mini", protocol="json", **fast_llm(server))
-    log = run_episode(gym.make(ENV_ID), agent, seed=2)
+@pytest.mark.parametrize("protocol", ["study", "extended"])
+def test_json_reply_format_lists_numbered_tools_and_answers_in_the_studys_format(
+    server, api_key, protocol
+):
+    agent = make_agent("llm:openai/gpt-4o-mini", reply_format="json", **fast_llm(server))
+    log = run_episode(make_env(protocol), agent, seed=2)
     assert log.error is None and log.invalid_actions == 0
     request = server.requests[-1]
     assert "tools" not in request
-    system = request["messages"][0]["content"]
-    for schema in tp_gym_tools(seed=2):
-        assert json.dumps(schema["function"]["name"]) in system
-    assert all(json.loads(step.action)["tool_choice"] == step.tool for step in log.steps)
+    listed = listed_tools(request["messages"][0]["content"])
+    shown = tp_gym_tools(seed=2, protocol=protocol)
+    assert [t["id"] for t in listed] == list(range(1, len(shown) + 1))
+    for entry, schema in zip(listed, shown):
+        function = schema["function"]
+        assert entry["name"] == function["name"]
+        assert entry["description"] == function["description"]
+        assert entry["parameters"] == function["parameters"]
+    ids = {t["name"]: t["id"] for t in listed}
+    for step in log.steps:
+        reply = json.loads(step.action)
+        assert set(reply) == {"reasoning", "tool_choice"}
+        assert reply["tool_choice"]["name"] == step.tool
+        assert reply["tool_choice"]["id"] == ids[step.tool]
+        assert isinstance(reply["tool_choice"]["parameters"], dict)
     if len(log.steps) > 1:
         assert request["messages"][-1]["role"] == "user"
 
 
+def test_study_protocol_defaults_reach_the_request(server, api_key):
+    """Under study the agent answers in the study's JSON with its memory and settings."""
+    agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
+    log = run_episode(make_env("study"), agent, seed=3)
+    assert log.error is None and log.protocol == "study" and len(log.steps) >= 1
+    requests = list(server.requests)
+    assert len(requests) == len(log.steps)
+    for request in requests:
+        assert "tools" not in request
+        assert request["temperature"] == STUDY_SETTINGS["temperature"] == 0.7
+        assert request["max_tokens"] == STUDY_SETTINGS["max_tokens"] == 4096
+        assert listed_tools(request["messages"][0]["content"])
+    assert all(json.loads(step.action)["tool_choice"]["name"] == step.tool for step in log.steps)
+    assert agent.settings("study") == {
+        "reply_format": "json",
+        "context": "window",
+        "window": 6,
+        "params": {"temperature": 0.7, "max_tokens": 4096},
+    }
+    assert agent._conversation is not None and agent._conversation.context == "window"
+
+
+def test_extended_protocol_defaults_to_tools_full_history_and_provider_settings(server, api_key):
+    agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
+    log = run_episode(make_env("extended"), agent, seed=3)
+    assert log.error is None and log.protocol == "extended"
+    for request in server.requests:
+        assert request["tools"] and "temperature" not in request and "max_tokens" not in request
+    assert agent.settings("extended") == {
+        "reply_format": "tools",
+        "context": "full",
+        "window": 6,
+        "params": {},
+    }
+    assert agent._conversation is not None and agent._conversation.context == "full"
+
+
+def test_explicit_options_win_over_the_protocols_defaults(server, api_key):
+    agent = LLMAgent(
+        "openai/gpt-4o-mini",
+        reply_format="tools",
+        context="full",
+        temperature=0.2,
+        **fast_llm(server),
+    )
+    run_episode(make_env("study"), agent, seed=1)
+    for request in server.requests:
+        assert request["tools"] and request["temperature"] == 0.2
+        assert request["max_tokens"] == 4096, "a default the user did not set stays the study's"
+    assert agent._conversation is not None and agent._conversation.context == "full"
+    server.requests.clear()
+    silent = LLMAgent("openai/gpt-4o-mini", temperature=None, max_tokens=512, **fast_llm(server))
+    run_episode(make_env("study"), silent, seed=1)
+    for request in server.requests:
+        assert "temperature" not in request, "temperature=None sends none, even under study"
+        assert request["max_tokens"] == 512 and "tools" not in request
+    server.requests.clear()
+    json_extended = LLMAgent(
+        "openai/gpt-4o-mini",
+        reply_format="json",
+        context="window",
+        max_tokens=100,
+        **fast_llm(server),
+    )
+    run_episode(make_env("extended"), json_extended, seed=1)
+    for request in server.requests:
+        assert "tools" not in request and "temperature" not in request
+        assert request["max_tokens"] == 100
+    assert json_extended._conversation is not None
+    assert json_extended._conversation.context == "window"
+
+
+def test_one_agent_follows_each_episodes_protocol(server, api_key):
+    agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
+    run_episode(make_env("study"), agent, seed=0)
+    assert "tools" not in server.requests[-1] and server.requests[-1]["temperature"] == 0.7
+    run_episode(make_env("extended"), agent, seed=0)
+    assert server.requests[-1]["tools"] and "temperature" not in server.requests[-1]
+
+
 def test_a_model_without_a_price_costs_zero_and_is_marked_unpriced(server, api_key):
     agent = LLMAgent("openai/our-local-finetune", **fast_llm(server))
-    log = run_episode(gym.make(ENV_ID), agent, seed=1)
+    log = run_episode(make_env("study"), agent, seed=1)
     usage = log.usage["agent"]
     assert log.error is None and usage.calls >= 1 and usage.prompt_tokens > 0
     assert usage.cost_usd == 0.0 and usage.priced is False
@@ -110,10 +223,11 @@ def _bad_reply(kind: str, names: dict[str, str]) -> Reply:
     ],
 )
 def test_model_mistakes_are_invalid_actions_and_the_episode_goes_on(make_server, api_key, kind):
+    """Under the extended protocol; the study ends an unreadable reply (next test)."""
     names = names_by_role(seed=0)
     server = make_server(script=lambda request: _bad_reply(kind, names))
     agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
-    log = run_episode(gym.make(ENV_ID, max_turns=3), agent, seed=0)
+    log = run_episode(make_env("extended", max_turns=3), agent, seed=0)
     assert log.error is None and log.truncated
     assert log.invalid_actions == len(log.steps) == 3
     assert all(not step.valid and "invalid action" in step.observation for step in log.steps)
@@ -130,26 +244,134 @@ def test_model_mistakes_are_invalid_actions_and_the_episode_goes_on(make_server,
         assert all(m.get("content") or m.get("tool_calls") for m in request["messages"])
 
 
-def test_window_context_keeps_the_last_turns_and_summarises_older_ones(make_server, api_key):
-    names = names_by_role(seed=0)
-    server = make_server(script=lambda request: tool_reply(names["inspect"], {}))
-    agent = LLMAgent("openai/gpt-4o-mini", context="window", window=2, **fast_llm(server))
-    log = run_episode(gym.make(ENV_ID, max_turns=6), agent, seed=0)
-    assert log.error is None and len(log.steps) == 6
-    last = server.requests[-1]["messages"]
-    assert [m["role"] for m in last] == ["system", "user", "assistant", "tool", "assistant", "tool"]
-    summary = last[1]["content"].split("Summary of earlier turns:\n", 1)[1].splitlines()
-    assert len(summary) == 3 and all(line.startswith("- Turn ") for line in summary)
-    assert log.steps[-1].messages[0]["context"] == "summary"
-    full = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
-    run_episode(gym.make(ENV_ID, max_turns=6), full, seed=0)
-    assert len(server.requests[-1]["messages"]) == 2 + 2 * 5
-
-
-def test_async_and_sync_agents_play_the_same_episode(server, api_key):
-    sync_log = run_episode(gym.make(ENV_ID), LLMAgent("openai/gpt-4o-mini", **fast_llm(server)), 9)
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I would rather think about it some more.",
+        "",
+        '{"reasoning": "no tool this time"}',
+        '{"tool_choice": {"id": 1, "name": "x", "parameters": {}}',
+    ],
+)
+def test_under_study_an_unreadable_json_reply_ends_the_episode_as_a_format_error(
+    make_server, api_key, reply
+):
+    server = make_server(script=lambda request: text_reply(reply))
     agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
-    async_log = asyncio.run(arun_episode(gym.make(ENV_ID), agent, seed=9))
+    log = run_episode(make_env("study"), agent, seed=0)
+    assert log.error == FORMAT_ERROR and len(log.steps) == 1
+    assert server.stats["replies"] == 1
+
+
+def _json_call(name: str, marker: int) -> str:
+    return json.dumps(
+        {
+            "reasoning": f"step {marker}",
+            "tool_choice": {"id": 1, "name": name, "parameters": {"patient_id": f"PT-{marker}"}},
+        }
+    )
+
+
+def test_the_studys_window_in_a_hand_built_conversation():
+    """At h = 5, 8, 12, 13, 18, 20: which turns are verbatim, summarised or absent."""
+    tools = [{"type": "function", "function": {"name": "check", "parameters": {}}}]
+    conversation = Conversation("json", tools, "BRIEFING", context="window")
+    expected = {
+        5: ([], range(1, 6)),
+        8: ([], range(3, 9)),
+        12: (range(1, 7), range(7, 13)),
+        13: (range(1, 7), range(8, 14)),
+        18: (range(1, 13), range(13, 19)),
+        20: (range(1, 13), range(15, 21)),
+    }
+    summaries: dict[int, str | None] = {}
+    for turn in range(1, 21):
+        conversation.add(Completion(content=_json_call("check", turn)), turn)
+        conversation.observe(f"Turn {turn}/20: result number {turn}.\nCurrent status:\n- x: 1")
+        summary = conversation.summary()
+        summaries[turn] = summary
+        messages = conversation.messages()
+        verbatim = [int(re.search(r"step (\d+)", m["content"])[1]) for m in messages[2::2]]
+        observed = [int(re.search(r"result number (\d+)", m["content"])[1]) for m in messages[3::2]]
+        assert verbatim == observed == list(window_view(turn)[1])
+        if turn not in expected:
+            continue
+        summarised, shown = expected[turn]
+        assert verbatim == list(shown), turn
+        first = messages[1]["content"]
+        if not summarised:
+            assert summary is None and first == "BRIEFING", turn
+            continue
+        assert first == f"BRIEFING\n\n{summary}"
+        lines = summary.splitlines()
+        assert lines[0] == SUMMARY_HEADER
+        assert [int(re.match(r"- Turn (\d+): ", line)[1]) for line in lines[1:]] == list(summarised)
+        for number, line in zip(summarised, lines[1:]):
+            assert f'check {{"patient_id": "PT-{number}"}}' in line
+            assert line.endswith(f"-> result number {number}.")
+        absent = set(range(1, turn + 1)) - set(summarised) - set(shown)
+        for number in absent:
+            assert f"result number {number}." not in json.dumps(messages)
+    assert sorted(absent) == [13, 14]
+    # rebuilt only at the rebuild points, and reused unchanged between them
+    assert STUDY_REBUILDS == (12, 18)
+    assert all(summaries[h] is summaries[12] for h in range(12, 18))
+    assert all(summaries[h] is summaries[18] for h in range(18, 21))
+    assert summaries[12] != summaries[18]
+
+
+def test_full_context_keeps_every_turn_and_summarises_nothing():
+    conversation = Conversation("json", [], "BRIEFING", context="full")
+    for turn in range(1, 16):
+        conversation.add(Completion(content=_json_call("check", turn)), turn)
+        conversation.observe(f"Turn {turn}/20: result number {turn}.")
+    messages = conversation.messages()
+    assert conversation.summary() is None and messages[1]["content"] == "BRIEFING"
+    assert len(messages) == 2 + 2 * 15
+
+
+def test_summary_lines_read_native_tool_calls_and_unreadable_replies():
+    conversation = Conversation("tools", [], "B", context="window", window=1)
+    for turn in range(1, 13):
+        if turn % 2:
+            call = CalledTool(f"c{turn}", "check", json.dumps({"n": turn}))
+            conversation.add(Completion(content=None, tool_calls=(call,)), turn)
+        else:
+            conversation.add(Completion(content="no idea"), turn)
+        conversation.observe(f"Turn {turn}/12: seen {turn}.")
+    lines = conversation.summary().splitlines()[1:]
+    assert len(lines) == 11, "built at h=12 with a window of 1 turn: turns 1..11"
+    assert lines[0] == '- Turn 1: check {"n": 1} -> seen 1.'
+    assert lines[1] == "- Turn 2: (no tool call could be read) -> seen 2."
+
+
+def test_window_context_through_the_agent_and_the_loopback_server(make_server, api_key):
+    """A 14-turn study episode: request 14 (h = 13) shows turns 8-13 and a summary of 1-6."""
+    names = names_by_role(seed=0, protocol="study")
+    validator = names["validator"]
+    server = make_server(script=lambda request: text_reply(_json_call(validator, 0)))
+    agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
+    log = run_episode(make_env("study", max_turns=14), agent, seed=0)
+    assert log.error is None and len(log.steps) == 14 and log.truncated
+    requests = list(server.requests)
+    assert [len(r["messages"]) for r in requests] == [2 + 2 * min(h, 6) for h in range(14)]
+    last = requests[-1]["messages"]
+    summary = last[1]["content"].split(f"{SUMMARY_HEADER}\n", 1)[1].splitlines()
+    assert [line.split(":", 1)[0] for line in summary] == [f"- Turn {n}" for n in range(1, 7)]
+    assert all(validator in line for line in summary)
+    shown = [m["content"] for m in last[3::2]]
+    assert [text.split(":", 1)[0] for text in shown] == [f"Turn {n}/14" for n in range(8, 14)]
+    assert "Turn 7/14" not in json.dumps(last), "turn 7 left the window and is in no summary"
+    assert log.steps[-1].messages[0]["context"] == "summary"
+    assert SUMMARY_HEADER not in requests[11]["messages"][1]["content"], "none before h=12"
+
+
+@pytest.mark.parametrize("protocol", ["study", "extended"])
+def test_async_and_sync_agents_play_the_same_episode(server, api_key, protocol):
+    agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
+    sync_log = run_episode(make_env(protocol), agent, 9)
+    agent = LLMAgent("openai/gpt-4o-mini", **fast_llm(server))
+    async_log = asyncio.run(arun_episode(make_env(protocol), agent, seed=9))
     assert async_log.model_dump() == sync_log.model_dump()
 
 
@@ -225,19 +447,33 @@ def test_usage_is_per_episode_when_an_agent_is_reused(server, api_key):
 
 
 def test_bad_options_are_value_errors():
-    with pytest.raises(ValueError, match="protocol"):
-        LLMAgent("openai/x", protocol="xml")
-    with pytest.raises(ValueError, match="context"):
+    with pytest.raises(ValueError, match="reply_format must be one of tools, json"):
+        LLMAgent("openai/x", reply_format="xml")
+    with pytest.raises(ValueError, match="context must be one of full, window"):
         LLMAgent("openai/x", context="everything")
+    with pytest.raises(ValueError, match="window"):
+        LLMAgent("openai/x", window=0)
+    with pytest.raises(ValueError, match="protocol must be one of study, extended"):
+        LLMAgent("openai/x").reset({"text": "b"}, tools=[], seed=0, protocol="json")
     with pytest.raises(ValueError, match="timeout"):
         LLMAgent("openai/x", timeout=0)
     with pytest.raises(ValueError, match="cassette mode"):
         LLMAgent("openai/x", cassette="c.jsonl", cassette_mode="rewind")
 
 
-def test_every_registered_env_is_playable(server, api_key):
+def test_the_old_protocol_option_says_it_is_now_reply_format():
+    for value in ("json", "tools"):
+        with pytest.raises(TypeError, match=f"protocol='{value}' is now reply_format="):
+            LLMAgent("openai/x", protocol=value)
+        with pytest.raises(TypeError, match="reply_format"):
+            make_agent("llm:openai/x", protocol=value)
+
+
+@pytest.mark.parametrize("protocol", ["study", "extended"])
+def test_every_registered_env_is_playable(server, api_key, protocol):
     for env_id in tp_gym.env_ids():
-        log = run_episode(gym.make(env_id), LLMAgent("openai/m", **fast_llm(server)), seed=0)
+        env = gym.make(env_id, protocol=protocol)
+        log = run_episode(env, LLMAgent("openai/m", **fast_llm(server)), seed=0)
         assert log.error is None, (env_id, log.error)
         assert log.invalid_actions == 0, env_id
 

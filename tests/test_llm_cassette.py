@@ -36,10 +36,12 @@ def narrated_env(base: str, cassette, mode: str) -> gym.Env:
     )
 
 
-@pytest.mark.parametrize("protocol", ["tools", "json"])
-def test_a_recorded_episode_replays_offline_to_the_same_log(server, api_key, tmp_path, protocol):
+@pytest.mark.parametrize("reply_format", ["tools", "json"])
+def test_a_recorded_episode_replays_offline_to_the_same_log(
+    server, api_key, tmp_path, reply_format
+):
     cassette = tmp_path / "episode.jsonl"
-    options = fast_llm(server, cassette=cassette, cassette_mode="record", protocol=protocol)
+    options = fast_llm(server, cassette=cassette, cassette_mode="record", reply_format=reply_format)
     recorded = run_episode(
         narrated_env(server.base_url, cassette, "record"),
         LLMAgent("openai/gpt-4o-mini", temperature=0.7, **options),

@@ -23,6 +23,12 @@ from tp_gym.testing import FAULTS
 
 ENV_IDS = tp_gym.env_ids()
 RETRIES = 1
+TIMEOUT = 1.5
+"""Seconds per call: long enough that a reply the server did send is not lost to a client
+timeout when 100 episodes share one loaded event loop (the counts below assume every
+served reply was received), short enough that the timeout faults stay cheap."""
+HANG = 3.0
+"""How long a timeout fault holds the connection: beyond the client's timeout."""
 CAUSES = ("LLMUnavailableError: openai/gpt-4o-mini: gave up after 2 attempt(s); last error: ",)
 
 
@@ -47,8 +53,8 @@ def check_outcomes(logs: list[EpisodeLog], server, n: int) -> Counter[str]:
 
 
 def test_one_hundred_async_episodes_under_twenty_percent_faults(make_server, api_key):
-    server = make_server(fault_rate=0.2, seed=1, hang=1.0)
-    options = fast_llm(server, timeout=0.3, max_retries=RETRIES)
+    server = make_server(fault_rate=0.2, seed=1, hang=HANG)
+    options = fast_llm(server, timeout=TIMEOUT, max_retries=RETRIES)
 
     async def play(index: int) -> EpisodeLog:
         env = gym.make(ENV_IDS[index % len(ENV_IDS)])
@@ -67,8 +73,8 @@ def test_one_hundred_async_episodes_under_twenty_percent_faults(make_server, api
 
 
 def test_threaded_sync_episodes_under_faults(make_server, api_key):
-    server = make_server(fault_rate=0.2, seed=2, hang=1.0)
-    options = fast_llm(server, timeout=0.3, max_retries=RETRIES)
+    server = make_server(fault_rate=0.2, seed=2, hang=HANG)
+    options = fast_llm(server, timeout=TIMEOUT, max_retries=RETRIES)
 
     def play(index: int) -> EpisodeLog:
         env = gym.make(ENV_IDS[index % len(ENV_IDS)])

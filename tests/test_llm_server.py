@@ -92,23 +92,54 @@ def test_default_reply_is_deterministic_per_conversation(server):
     assert first == again
 
 
-def test_json_protocol_reply_names_a_tool_listed_in_the_prompt(server):
-    schemas = "\n".join(json.dumps(t["function"]) for t in TOOLS)
-    body = chat(f"Tools:\n{schemas}", tools=None)
-    message = json.loads(post(server, body)[2])["choices"][0]["message"]
+def json_reply(server: FakeOpenAIServer, prompt: str) -> dict[str, Any]:
+    message = json.loads(post(server, chat(prompt, tools=None))[2])["choices"][0]["message"]
     assert "tool_calls" not in message
-    reply = json.loads(message["content"])
-    assert reply["tool_choice"] in {"send_message", "close_case"}
-    assert set(reply) == {"reasoning", "tool_choice", "arguments"}
+    return json.loads(message["content"])
 
 
-def test_json_protocol_falls_back_to_briefing_signatures(server):
-    prompt = "Tools:\n- open_record(patient_id: string): Open.\n- approve(amount: number): Ok."
-    reply = json.loads(
-        json.loads(post(server, chat(prompt, None))[2])["choices"][0]["message"]["content"]
-    )
-    assert reply["tool_choice"] in {"open_record", "approve"}
-    assert reply["arguments"] in ({"patient_id": "ok"}, {"amount": 1.0})
+def test_json_reply_is_the_studys_format_with_the_prompts_ids(server):
+    """The agent's json system prompt lists `{"id", "name", ...}` lines; the reply reuses them."""
+    from tp_gym.llm.conversation import json_tool_lines
+
+    prompt = f"Tools:\n{json_tool_lines(TOOLS)}"
+    seen = set()
+    for i in range(20):
+        reply = json_reply(server, f"{prompt}\nconversation {i}")
+        assert set(reply) == {"reasoning", "tool_choice"} and isinstance(reply["reasoning"], str)
+        choice = reply["tool_choice"]
+        assert set(choice) == {"id", "name", "parameters"}
+        assert (choice["id"], choice["name"]) in {(1, "send_message"), (2, "close_case")}
+        if choice["name"] == "send_message":
+            assert choice["parameters"] == {"recipient": "patient", "urgent": True, "count": 1}
+        seen.add(choice["name"])
+    assert seen == {"send_message", "close_case"}
+
+
+def test_json_reply_reads_ids_given_in_the_lines_or_counts_them(server):
+    lines = [json.dumps({"id": 7, "name": "only_tool", "parameters": {}})]
+    assert json_reply(server, "\n".join(lines))["tool_choice"]["id"] == 7
+    schemas = "\n".join(json.dumps(t["function"]) for t in TOOLS)
+    choice = json_reply(server, f"Tools:\n{schemas}")["tool_choice"]
+    assert (choice["id"], choice["name"]) in {(1, "send_message"), (2, "close_case")}
+
+
+def test_json_reply_falls_back_to_briefing_signatures(server):
+    numbered = "Tools:\n1. open_record(patient_id: string): Open.\n2. approve(amount: number): Ok."
+    dashed = "Tools:\n- open_record(patient_id: string): Open.\n- approve(amount: number): Ok."
+    for prompt in (numbered, dashed):
+        for i in range(6):
+            choice = json_reply(server, f"{prompt}\n#{i}")["tool_choice"]
+            assert (choice["id"], choice["name"], choice["parameters"]) in (
+                (1, "open_record", {"patient_id": "ok"}),
+                (2, "approve", {"amount": 1.0}),
+            )
+
+
+def test_the_unknown_tool_fault_answers_the_json_reply_format_too(make_server):
+    server = make_server(script=lambda request: Reply(fault="unknown_tool"))
+    reply = json_reply(server, "Tools:\n1. approve(amount: number): Ok.")
+    assert reply["tool_choice"] == {"id": 0, "name": "nonexistent_tool", "parameters": {}}
 
 
 def test_script_pairs_match_the_last_message_and_callables_see_the_request(make_server):

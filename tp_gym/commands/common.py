@@ -16,14 +16,15 @@ def add_variable_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="set an experimental variable, e.g. --set stakes=low --set feedback=high "
-        "(stakes, feedback, goal_clarity, ethical_framework, liability, observed)",
+        "(stakes, feedback, goal_clarity, ethical_framework, liability; under --protocol "
+        "extended also observed, principal_orders)",
     )
 
 
 def parse_variable_flags(items: list[str]) -> dict[str, Any]:
     """Turn ``["stakes=low", ...]`` into validated variables; CommandError on bad input."""
     from tp_gym.cli import CommandError
-    from tp_gym.variables import parse_variables
+    from tp_gym.variables import BOOLEAN_VARIABLES, parse_variables
 
     values: dict[str, Any] = {}
     for item in items:
@@ -35,7 +36,7 @@ def parse_variable_flags(items: list[str]) -> dict[str, Any]:
         parse_variables(values)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    return {k: (v.lower() == "true" if k == "observed" else v) for k, v in values.items()}
+    return {k: (v.lower() == "true" if k in BOOLEAN_VARIABLES else v) for k, v in values.items()}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -75,9 +76,48 @@ def match_env_ids(patterns: str) -> list[str]:
     return chosen
 
 
+ENV_PROTOCOLS: tuple[str, ...] = ("study", "extended")
+"""`tp_gym.variables.PROTOCOLS`, repeated here so that building the parser stays light."""
+REPLY_FORMATS: tuple[str, ...] = ("tools", "json")
+"""`tp_gym.llm.conversation.REPLY_FORMATS` (the LLM agent's `--reply-format`)."""
+PROTOCOL_HELP = (
+    "environment protocol: study reproduces the paper's rules exactly (default); extended "
+    "is tp_gym's richer engine: probabilistic oversight, replacement, neutral tools, "
+    "pressure messages"
+)
+
+
+def env_protocol(value: str) -> str:
+    """argparse type of `--protocol`: an env protocol; the old reply-format values explain
+    where they went."""
+    if value in ENV_PROTOCOLS:
+        return value
+    choices = ", ".join(repr(p) for p in ENV_PROTOCOLS)
+    if value in REPLY_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {value!r} (choose from {choices}); --protocol now selects the "
+            f"environment protocol, and the LLM reply format moved to --reply-format {value}"
+        )
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {value!r} (choose from {choices}; the LLM reply format is "
+        "--reply-format tools|json)"
+    )
+
+
+def add_protocol_flag(parser: argparse.ArgumentParser, help_text: str = PROTOCOL_HELP) -> None:
+    """`--protocol study|extended`: the env protocol (None when not given)."""
+    parser.add_argument(
+        "--protocol",
+        type=env_protocol,
+        default=None,
+        metavar="{study,extended}",
+        help=help_text,
+    )
+
+
 LLM_OPTIONS: tuple[str, ...] = (
     "api_base",
-    "protocol",
+    "reply_format",
     "context",
     "temperature",
     "max_tokens",
@@ -96,19 +136,33 @@ def add_llm_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         "--api-base", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
     )
     llm.add_argument(
-        "--protocol",
-        choices=("tools", "json"),
+        "--reply-format",
+        choices=REPLY_FORMATS,
         default=None,
-        help="tools: native function calling (default); json: the study's JSON text protocol",
+        help="how the model answers: tools: native function calling; json: the study's JSON "
+        "object {reasoning, tool_choice: {id, name, parameters}}, tools listed in the prompt "
+        "(default follows the env protocol: json under study, tools under extended)",
     )
     llm.add_argument(
         "--context",
         choices=("full", "window"),
         default=None,
-        help="full: the whole history (default); window: the study's last 6 turns + a summary",
+        help="full: the whole history; window: the study's memory, the last 6 turns verbatim "
+        "plus a summary of older turns rebuilt at 12 and 18 turns (default follows the env "
+        "protocol: window under study, full under extended)",
     )
-    llm.add_argument("--temperature", type=float, default=None, help="sampling temperature")
-    llm.add_argument("--max-tokens", type=int, default=None, help="cap on tokens per reply")
+    llm.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature (default: 0.7 under study, the provider's under extended)",
+    )
+    llm.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="cap on tokens per reply (default: 4096 under study, the provider's under extended)",
+    )
     llm.add_argument(
         "--timeout", type=float, default=None, help="seconds per LLM call (default 60)"
     )

@@ -6,7 +6,7 @@ import argparse
 import itertools
 from typing import Any
 
-from tp_gym.commands.common import add_llm_flags, llm_options
+from tp_gym.commands.common import PROTOCOL_HELP, add_llm_flags, add_protocol_flag, llm_options
 
 HELP = "run agents x environments x variable settings x seeds concurrently (resumable)"
 
@@ -16,6 +16,8 @@ examples:
   tp-gym eval --agents llm:openai/gpt-4o-mini --envs 'tp_gym/Healthcare-*' --seeds 0-9 \\
       --set stakes=high,low --out runs/gpt4o-mini --concurrency 32
   tp-gym eval --suite paper --agents scripted:rational --seeds 0-4 --out runs/paper
+  tp-gym eval --agents llm:openai/gpt-4o-mini --protocol extended --reply-format json \\
+      --seeds 0-9 --out runs/extended-json
   tp-gym eval ... --out runs/gpt4o-mini --resume      # after Ctrl-C or a crash
 """
 
@@ -40,6 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run a named suite's cells instead of --set: 'paper' (the study's baseline plus "
         "one-variable-at-a-time stress tests) or 'observed'",
+    )
+    add_protocol_flag(
+        parser,
+        PROTOCOL_HELP.replace(" (default)", "")
+        + " (default: study, or with --suite each suite's own: paper is study, observed "
+        "extended)",
     )
     parser.add_argument(
         "--seeds",
@@ -79,8 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE[,VALUE...]",
         help="set an experimental variable (repeatable); several comma-separated values sweep "
         "it, and several swept variables give every combination: --set stakes=high,low "
-        "--set feedback=high (stakes, feedback, goal_clarity, ethical_framework, liability, "
-        "observed)",
+        "--set feedback=high (stakes, feedback, goal_clarity, ethical_framework, liability; "
+        "under --protocol extended also observed, principal_orders)",
     )
     parser.add_argument(
         "--report", action="store_true", help="write the report into --out when the run ends"
@@ -95,7 +103,7 @@ def variable_settings(items: list[str]) -> list[dict[str, Any]]:
     Raises `CommandError` for a malformed item, an unknown variable or a bad value.
     """
     from tp_gym.cli import CommandError
-    from tp_gym.variables import parse_variables
+    from tp_gym.variables import BOOLEAN_VARIABLES, parse_variables
 
     axes: dict[str, list[Any]] = {}
     for item in items:
@@ -108,7 +116,7 @@ def variable_settings(items: list[str]) -> list[dict[str, Any]]:
         parsed = []
         for value in (v.strip() for v in values.split(",")):
             converted: Any = value
-            if name == "observed" and value.lower() in ("true", "false"):
+            if name in BOOLEAN_VARIABLES and value.lower() in ("true", "false"):
                 converted = value.lower() == "true"
             try:
                 parse_variables({name: converted})
@@ -130,16 +138,20 @@ def build_grid(args: argparse.Namespace) -> Any:
     seeds = parse_seeds(args.seeds)
     if not seeds:
         raise CommandError("--seeds selects no seed")
+    # Passed only when given: None leaves each cell its own protocol (the suite's, or study).
+    protocol = getattr(args, "protocol", None)
+    chosen = {"protocol": protocol} if protocol is not None else {}
     try:
         if args.suite is not None:
             if args.variables:
                 raise CommandError("--set cannot be combined with --suite (the suite sets them)")
-            return Grid.from_suite(args.suite, args.agents, seeds, envs=args.envs)
+            return Grid.from_suite(args.suite, args.agents, seeds, envs=args.envs, **chosen)
         return Grid.build(
             args.agents,
             envs=args.envs or "tp_gym/*",
             variables=variable_settings(args.variables),
             seeds=seeds,
+            **chosen,
         )
     except ValueError as error:
         raise CommandError(str(error)) from None

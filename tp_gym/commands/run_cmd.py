@@ -7,6 +7,7 @@ from typing import Any
 
 from tp_gym.commands.common import (
     add_llm_flags,
+    add_protocol_flag,
     add_variable_flags,
     llm_options,
     parse_variable_flags,
@@ -32,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", type=int, default=None, help="pin the procedural variant")
     parser.add_argument("--out", default=None, help="append the episode log to this JSONL file")
     parser.add_argument("--quiet", action="store_true", help="print only the one-line summary")
+    add_protocol_flag(parser)
     add_variable_flags(parser)
     add_llm_flags(parser)
 
@@ -43,23 +45,35 @@ def narrator_options(args: argparse.Namespace) -> dict[str, Any]:
     return llm_options(args, NARRATOR_OPTIONS)
 
 
-def make_env(env: str, variables: dict[str, Any]) -> Any:
-    """A registered env id, or an env built from a spec file; CommandError if neither."""
+def make_env(env: str, variables: dict[str, Any], protocol: str | None = None) -> Any:
+    """A registered env id, or an env built from a spec file; CommandError if neither.
+
+    `protocol` (``study`` or ``extended``) is passed only when given, so None leaves the
+    env's own default.
+    """
     import gymnasium as gym
 
     import tp_gym
     from tp_gym.cli import CommandError
 
+    options = dict(variables)
+    if protocol is not None:
+        options["protocol"] = protocol
     if env in tp_gym.env_ids():
-        return gym.make(env, **variables)
+        try:
+            return gym.make(env, **options)
+        except ValueError as error:
+            raise CommandError(" ".join(str(error).split())) from None
     if env.endswith((".toml", ".json")):
         from tp_gym.env import OrgEnv
         from tp_gym.spec import SpecError
 
         try:
-            return OrgEnv(env, **variables)
+            return OrgEnv(env, **options)
         except SpecError as error:
             raise CommandError(str(error).splitlines()[0]) from None
+        except ValueError as error:
+            raise CommandError(" ".join(str(error).split())) from None
     raise CommandError(f"unknown environment {env!r}; see `tp-gym list`")
 
 
@@ -73,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     from tp_gym.runner import run_episode
 
     variables = parse_variable_flags(args.variables)
-    env = make_env(args.env, variables)
+    env = make_env(args.env, variables, args.protocol)
     options = llm_options(args) if args.agent.startswith("llm:") else {}
     try:
         agent = make_agent(args.agent, **options)

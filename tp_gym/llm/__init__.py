@@ -5,7 +5,7 @@ Nothing here imports litellm at import time; it loads on the first model call.
 - `client.LLMClient`: completions with retries, a per-call timeout, usage and cost.
 - `cassette.Cassette`: record LLM calls to JSONL and replay them offline.
 - `redact.Redactor`: keeps API keys out of logs, cassettes, reports and errors.
-- `conversation`: the agent's prompts, the two protocols and the context policies.
+- `conversation`: the agent's prompts, the two reply formats and the context policies.
 - `narrator.NarratorWrapper`: the study's dual-model mode (an LLM writes the observations).
 """
 

@@ -6,10 +6,11 @@ litellm over real HTTP without a key or a network:
 
 - With no script, a request that carries ``tools`` gets a valid call to one of them, chosen
   from a hash of the conversation (arguments filled from each tool's JSON schema), so an
-  episode ends after a few turns. A request without ``tools`` (the study's JSON text
-  protocol) gets ``{"reasoning", "tool_choice", "arguments"}`` naming a tool listed in the
-  prompt, either as OpenAI function schemas (one JSON object per line) or as the briefing's
-  ``- name(arg: type, ...)`` lines.
+  episode ends after a few turns. A request without ``tools`` (the agent's ``json`` reply
+  format) gets the study's reply, ``{"reasoning": ..., "tool_choice": {"id", "name",
+  "parameters"}}``, naming a tool listed in the prompt with its id there: JSON lines with a
+  ``name`` (and ``id``, else the line's position from 1), as the agent's system prompt
+  lists them, or else the briefing's ``1. name(arg: type, ...)`` / ``- name(...)`` lines.
 - `script` overrides that per request: a callable ``request -> reply | None`` or a sequence
   of ``(substring, reply)`` pairs matched against the last message of the conversation.
   A reply is a `Reply`, a string (assistant text), a dict ``{"name", "arguments"}`` (one
@@ -38,7 +39,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 FAULTS: tuple[str, ...] = (
     "rate_limit",
@@ -52,7 +53,7 @@ FAULTS: tuple[str, ...] = (
 
 UNKNOWN_TOOL = "nonexistent_tool"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-_SIGNATURE = re.compile(r"^\s*-\s*([A-Za-z0-9_-]{1,64})\(([^()]*)\)", re.MULTILINE)
+_SIGNATURE = re.compile(r"^\s*(?:-|(\d{1,4})\.)\s*([A-Za-z0-9_-]{1,64})\(([^()]*)\)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -287,17 +288,16 @@ def default_reply(request: dict[str, Any]) -> Reply:
     listed = tools_in_prompt(request.get("messages") or [])
     if not listed:
         return Reply(content="The request is processed as reported.")
-    name, parameters = listed[digest % len(listed)]
-    return Reply(content=json_protocol_text(name, arguments_for(parameters)))
+    tool = listed[digest % len(listed)]
+    return Reply(content=json_reply_text(tool.id, tool.name, arguments_for(tool.parameters)))
 
 
-def json_protocol_text(name: str, arguments: dict[str, Any]) -> str:
-    """The study's JSON text protocol: reasoning, tool_choice and arguments."""
+def json_reply_text(tool_id: int, name: str, parameters: dict[str, Any]) -> str:
+    """The study's reply format: ``{"reasoning", "tool_choice": {"id", "name", "parameters"}}``."""
     return json.dumps(
         {
             "reasoning": "Scripted reply from the loopback test server.",
-            "tool_choice": name,
-            "arguments": arguments,
+            "tool_choice": {"id": tool_id, "name": name, "parameters": parameters},
         }
     )
 
@@ -320,9 +320,21 @@ def arguments_for(parameters: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-def tools_in_prompt(messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Tools listed in the prompt: JSON function schemas (one per line), else signatures."""
-    found: dict[str, dict[str, Any]] = {}
+class ListedTool(NamedTuple):
+    """A tool the prompt lists: its id (from 1), name and parameters schema."""
+
+    id: int
+    name: str
+    parameters: dict[str, Any]
+
+
+def tools_in_prompt(messages: list[Any]) -> list[ListedTool]:
+    """Tools listed in the prompt: JSON lines naming a tool, else signature lines.
+
+    A JSON line's ``id`` is used when it is an int, else its position among such lines
+    (from 1); a signature ``3. name(...)`` gives id 3, a ``- name(...)`` its position.
+    """
+    found: dict[str, ListedTool] = {}
     texts = [message_text(m) for m in messages]
     for text in texts:
         for line in text.splitlines():
@@ -335,17 +347,26 @@ def tools_in_prompt(messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
                 continue
             function = data.get("function", data) if isinstance(data, dict) else None
             if isinstance(function, dict) and isinstance(function.get("name"), str):
-                found.setdefault(function["name"], function.get("parameters") or {})
+                given = function.get("id", data.get("id"))
+                number = given if _is_id(given) else len(found) + 1
+                parameters = function.get("parameters") or {}
+                found.setdefault(function["name"], ListedTool(number, function["name"], parameters))
     if found:
-        return list(found.items())
+        return list(found.values())
     for text in texts:
         for match in _SIGNATURE.finditer(text):
             properties = {}
-            for part in filter(None, (p.strip() for p in match.group(2).split(","))):
+            for part in filter(None, (p.strip() for p in match.group(3).split(","))):
                 arg, _, kind = part.partition(":")
                 properties[arg.strip()] = {"type": kind.strip() or "string"}
-            found.setdefault(match.group(1), {"properties": properties})
-    return list(found.items())
+            number = int(match.group(1)) if match.group(1) else len(found) + 1
+            name = match.group(2)
+            found.setdefault(name, ListedTool(number, name, {"properties": properties}))
+    return list(found.values())
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _tool_name(tool: Any) -> str:
@@ -407,7 +428,7 @@ def _with_fault(request: dict[str, Any], fault: str) -> tuple[int, dict[str, Any
     if request.get("tools"):
         reply = Reply(tool_calls=((UNKNOWN_TOOL, "{}"),))
     else:
-        reply = Reply(content=json_protocol_text(UNKNOWN_TOOL, {}))
+        reply = Reply(content=json_reply_text(0, UNKNOWN_TOOL, {}))
     return 200, completion_body(request, reply, 0)
 
 
