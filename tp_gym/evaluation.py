@@ -290,6 +290,11 @@ async def run_jobs(
 
         async def lane(number: int) -> None:
             while not stop.is_set():
+                # Let the loop run between episodes: agents that never suspend (the scripted
+                # ones) would otherwise keep it from ever seeing a Ctrl-C or a stop.
+                await asyncio.sleep(0)
+                if stop.is_set():
+                    return
                 if gate is not None and not await gate.enter(number):
                     return
                 try:
@@ -303,6 +308,10 @@ async def run_jobs(
                 done = EpisodeDone.of(log)
                 report = None if on_done is None else functools.partial(on_done, done)
                 commit.submit(to_json_line(log), report)
+                if commit.backlog >= count:
+                    # The disk is behind: wait, so that what is played is soon on disk and
+                    # a stop loses no more than the episodes in flight.
+                    await commit.drain()
 
         count = max(1, min(concurrency, len(jobs)))
         lanes = [asyncio.create_task(lane(number)) for number in range(count)]

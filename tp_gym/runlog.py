@@ -248,6 +248,11 @@ class GroupCommit:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
 
+    @property
+    def backlog(self) -> int:
+        """Lines submitted and not yet handed to the disk."""
+        return len(self._pending)
+
     def check(self) -> None:
         """Raise the error a background write ran into, if any."""
         if self.error is not None:
