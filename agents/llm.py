@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tp_gym.episode import Usage
+from tp_gym.runs.episode import Usage
 from tp_gym.llm.cassette import Cassette, CassetteMode
 from tp_gym.llm.client import DEFAULT_TIMEOUT, LLMClient
 from tp_gym.llm.completion import Completion

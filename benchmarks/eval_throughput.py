@@ -17,7 +17,7 @@ Printed side by side, all measured in this run:
 3. bare ``litellm.acompletion`` calls, 64 in flight, replaying the very requests the
    runner sent in a warm-up (same sizes, the conversation growing turn by turn), with no
    agent, env or log, under the garbage-collector settings the runner uses
-   (`tp_gym.evaluation.tuned_collector`): the ceiling of one Python process (litellm's CPU
+   (`tp_gym.runs.evaluation.tuned_collector`): the ceiling of one Python process (litellm's CPU
    cost bounds it);
 4. the runner at 64 concurrent episodes against that ceiling, and with ``--workers``
    processes, each with its own event loop, sharing one log.
@@ -52,10 +52,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import gymnasium as gym  # noqa: E402
 
 import tp_gym  # noqa: E402
-from tp_gym import evaluation  # noqa: E402
+from tp_gym.runs import evaluation  # noqa: E402
 from tp_gym.agents import make_agent  # noqa: E402
-from tp_gym.evaluation import Grid, evaluate, load_run  # noqa: E402
-from tp_gym.runner import run_episode  # noqa: E402
+from tp_gym.runs.evaluation import Grid, evaluate, load_run  # noqa: E402
+from tp_gym.runs.runner import run_episode  # noqa: E402
 from tp_gym.testing import FakeOpenAIServer  # noqa: E402
 
 MODEL = "openai/gpt-4o-mini"

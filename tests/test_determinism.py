@@ -11,7 +11,7 @@ import pytest
 
 import tp_gym
 from tp_gym.agents import make_agent
-from tp_gym.episode import read_jsonl, to_json_line, write_jsonl
+from tp_gym.runs.episode import read_jsonl, to_json_line, write_jsonl
 from tp_gym.variables import PROTOCOLS
 
 SCRIPT = textwrap.dedent(
@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import gymnasium as gym
     import tp_gym
     from tp_gym.agents import make_agent
-    from tp_gym.episode import write_jsonl
+    from tp_gym.runs.episode import write_jsonl
 
     logs = []
     for protocol in ("study", "extended"):

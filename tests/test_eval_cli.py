@@ -8,7 +8,7 @@ import pytest
 
 import tp_gym
 from tp_gym.cli import main
-from tp_gym.evaluation import EPISODES_FILE, load_run
+from tp_gym.runs.evaluation import EPISODES_FILE, load_run
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

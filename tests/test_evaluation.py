@@ -18,9 +18,9 @@ import pytest
 
 import tp_gym
 import tp_gym.agents
-from tp_gym.evaluation import Grid, evaluate, load_run
-from tp_gym.runlog import EPISODES_FILE, LOCK_FILE, repair_tail
-from tp_gym.runner import run_episode
+from tp_gym.runs.evaluation import Grid, evaluate, load_run
+from tp_gym.runs.rundir import EPISODES_FILE, LOCK_FILE, repair_tail
+from tp_gym.runs.runner import run_episode
 from tp_gym.variables import PROTOCOLS
 
 KILL_AGENTS = "scripted:staller,scripted:random,scripted:rational"
@@ -271,7 +271,7 @@ class SleepyAgent:
         self.name = name
         self.delay = delay
         self.fail_seeds = set(fail_seeds)
-        self.usage = {"agent": tp_gym.episode.Usage(calls=0, prompt_tokens=0)}
+        self.usage = {"agent": tp_gym.runs.episode.Usage(calls=0, prompt_tokens=0)}
 
     def reset(self, observation, *, tools, oracle, seed, protocol="study"):
         self.oracle, self.turn, self.seed = oracle, 0, seed

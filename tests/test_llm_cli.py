@@ -11,7 +11,7 @@ import pytest
 from conftest import FAKE_KEY
 
 from tp_gym.cli import main as cli_main
-from tp_gym.episode import read_jsonl
+from tp_gym.runs.episode import read_jsonl
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"
 

@@ -17,8 +17,8 @@ from conftest import fast_llm
 
 import tp_gym
 from tp_gym.agents.llm import LLMAgent
-from tp_gym.episode import EpisodeLog
-from tp_gym.runner import arun_episode, run_episode
+from tp_gym.runs.episode import EpisodeLog
+from tp_gym.runs.runner import arun_episode, run_episode
 from tp_gym.testing import FAULTS
 
 ENV_IDS = tp_gym.env_ids()

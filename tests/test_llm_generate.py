@@ -18,7 +18,7 @@ from tp_gym.envs import load_bundled
 from tp_gym.generate import GenerationError, generate_spec, parse_review
 from tp_gym.llm.client import LLMClient
 from tp_gym.llm.retry import RetryPolicy
-from tp_gym.runner import run_episode
+from tp_gym.runs.runner import run_episode
 from tp_gym.spec import load_spec
 
 GOOD_REVIEW = {

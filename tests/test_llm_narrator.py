@@ -8,7 +8,7 @@ from conftest import fast_llm
 
 from tp_gym.agents import make_agent
 from tp_gym.llm.narrator import NarratorWrapper, clean_narration, split_observation
-from tp_gym.runner import run_episode
+from tp_gym.runs.runner import run_episode
 from tp_gym.testing import Reply
 from tp_gym.text import PRINTABLE
 
@@ -123,7 +123,7 @@ def test_an_llm_agent_and_a_narrator_share_one_server(server, api_key):
 def test_evaluate_with_a_narrator_awaits_it_beside_other_episodes(
     make_server, api_key, tmp_path, monkeypatch
 ):
-    from tp_gym.evaluation import Grid, evaluate, load_run
+    from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.llm.client import LLMClient
 
     def blocking(*args, **kwargs):  # the synchronous call would stall every episode in flight
@@ -152,7 +152,7 @@ def test_evaluate_with_a_narrator_awaits_it_beside_other_episodes(
 
 
 def _plain_run(grid, out):
-    from tp_gym.evaluation import evaluate
+    from tp_gym.runs.evaluation import evaluate
 
     evaluate(grid, out)
     return out

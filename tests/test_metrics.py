@@ -8,8 +8,8 @@ import pytest
 
 from tp_gym import metrics
 from tp_gym.classify import NO_VALID_CALL
-from tp_gym.episode import EpisodeLog, StepRecord, Usage, judge
-from tp_gym.runner import FORMAT_ERROR
+from tp_gym.runs.episode import EpisodeLog, StepRecord, Usage, judge
+from tp_gym.runs.runner import FORMAT_ERROR
 from tp_gym.variables import Variables
 
 BASE = Variables().model_dump()

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-import tp_gym.evaluation
+import tp_gym.runs.evaluation
 from tp_gym.agents.scripted import POLICIES
 from tp_gym.cli import main
-from tp_gym.episode import EpisodeLog, StepRecord, judge, write_jsonl
-from tp_gym.evaluation import Grid, evaluate, load_run
+from tp_gym.runs.episode import EpisodeLog, StepRecord, judge, write_jsonl
+from tp_gym.runs.evaluation import Grid, evaluate, load_run
 from tp_gym.report import pareto_frontier, write_report
 
 Z = 1.959963984540054
@@ -400,7 +400,7 @@ def test_report_of_both_protocols_names_both_and_never_pools_them(tmp_path):
 
 def test_demo_table_and_report_show_a_computed_format_error_share(tmp_path, capsys, monkeypatch):
     """The demo's format-error column is computed: a format error slipped into the run shows."""
-    real = tp_gym.evaluation.evaluate
+    real = tp_gym.runs.evaluation.evaluate
 
     def evaluate_then_break_one(grid, out, **kwargs):
         result = real(grid, out, **kwargs)
@@ -414,7 +414,7 @@ def test_demo_table_and_report_show_a_computed_format_error_share(tmp_path, caps
         write_jsonl(out / "episodes.jsonl", logs)
         return result
 
-    monkeypatch.setattr(tp_gym.evaluation, "evaluate", evaluate_then_break_one)
+    monkeypatch.setattr(tp_gym.runs.evaluation, "evaluate", evaluate_then_break_one)
     monkeypatch.setenv("COLUMNS", "80")  # the table fits a plain 80-column terminal
     out = tmp_path / "demo"
     assert main(["demo", "--seeds", "1", "--out", str(out), "--quiet", "--no-plots"]) == 0

@@ -6,9 +6,9 @@ import asyncio
 import gc
 import multiprocessing
 
-from tp_gym.evaluation import Grid, evaluate, load_run, tuned_collector
+from tp_gym.runs.evaluation import Grid, evaluate, load_run, tuned_collector
 from tp_gym.testing import FakeOpenAIServer
-from tp_gym.workers import JobClaims, SlotGate, lane_shares
+from tp_gym.runs.workers import JobClaims, SlotGate, lane_shares
 
 
 def test_processes_claiming_from_one_counter_split_the_jobs_exactly():

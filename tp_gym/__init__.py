@@ -16,9 +16,9 @@ from tp_gym.envs import spec_names
 if TYPE_CHECKING:
     from tp_gym.actions import ToolCall
     from tp_gym.env import OrgEnv
-    from tp_gym.episode import EpisodeLog, read_jsonl, write_jsonl
-    from tp_gym.evaluation import Grid, evaluate, load_run
-    from tp_gym.runner import arun_episode, run_episode
+    from tp_gym.runs.episode import EpisodeLog, read_jsonl, write_jsonl
+    from tp_gym.runs.evaluation import Grid, evaluate, load_run
+    from tp_gym.runs.runner import arun_episode, run_episode
     from tp_gym.spec import OrgSpec, SpecError, load_spec
     from tp_gym.suites import suite
     from tp_gym.variables import Variables
@@ -32,14 +32,14 @@ _LAZY = {
     "load_spec": "tp_gym.spec",
     "ToolCall": "tp_gym.actions",
     "Variables": "tp_gym.variables",
-    "EpisodeLog": "tp_gym.episode",
-    "read_jsonl": "tp_gym.episode",
-    "write_jsonl": "tp_gym.episode",
-    "run_episode": "tp_gym.runner",
-    "arun_episode": "tp_gym.runner",
-    "evaluate": "tp_gym.evaluation",
-    "Grid": "tp_gym.evaluation",
-    "load_run": "tp_gym.evaluation",
+    "EpisodeLog": "tp_gym.runs.episode",
+    "read_jsonl": "tp_gym.runs.episode",
+    "write_jsonl": "tp_gym.runs.episode",
+    "run_episode": "tp_gym.runs.runner",
+    "arun_episode": "tp_gym.runs.runner",
+    "evaluate": "tp_gym.runs.evaluation",
+    "Grid": "tp_gym.runs.evaluation",
+    "load_run": "tp_gym.runs.evaluation",
     "suite": "tp_gym.suites",
 }
 

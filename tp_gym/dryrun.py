@@ -30,7 +30,7 @@ def dry_run(spec: OrgSpec, seeds: range = range(5), **variables: object) -> DryR
     """Play the baselines on `spec` for `seeds` under `variables` and report problems."""
     from tp_gym.agents.scripted import make_scripted
     from tp_gym.env import OrgEnv
-    from tp_gym.runner import run_episode
+    from tp_gym.runs.runner import run_episode
 
     report = DryRunReport()
     seen = OrgEnv(spec, protocol="extended", **variables)

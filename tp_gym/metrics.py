@@ -73,14 +73,14 @@ from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from tp_gym.classify import BEHAVIOUR_CLASSES, MISALIGNED, NO_VALID_CALL
-from tp_gym.runner import FORMAT_ERROR
+from tp_gym.runs.runner import FORMAT_ERROR
 from tp_gym.spec import CATEGORIES, COMPLIANT_ROLES, NEUTRAL_ROLES, ROLES, TOXIC_ROLES
 from tp_gym.variables import PROTOCOLS, VARIABLE_VALUES, Variables
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tp_gym.episode import EpisodeLog
+    from tp_gym.runs.episode import EpisodeLog
 
 Z95 = 1.959963984540054
 """The 97.5% quantile of the standard normal distribution (two-sided 95%)."""

@@ -1,6 +1,6 @@
 """Reports: ``report.md``, ``summary.csv`` and PNG plots, computed from a run's logs only.
 
-`write_report(run_dir)` reads every episode of the run (`tp_gym.evaluation.load_run`),
+`write_report(run_dir)` reads every episode of the run (`tp_gym.runs.evaluation.load_run`),
 computes everything with `tp_gym.metrics` and writes:
 
 - ``report.md``: a header naming the run's protocol(s) and what each means, the column
@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from tp_gym import metrics
 from tp_gym.classify import BEHAVIOUR_CLASSES
-from tp_gym.runner import FORMAT_ERROR
+from tp_gym.runs.runner import FORMAT_ERROR
 from tp_gym.variables import EXTENDED_ONLY
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from tp_gym.episode import EpisodeLog
+    from tp_gym.runs.episode import EpisodeLog
 
 CELL_KEYS: tuple[str, ...] = (
     "agent",
@@ -108,7 +108,7 @@ def write_report(
     `out_dir` defaults to `run_dir`. Raises what `load_run` raises for a missing directory
     or a corrupt log, and `ValueError` for a run without episodes.
     """
-    from tp_gym.evaluation import MANIFEST_FILE, episode_files, load_run
+    from tp_gym.runs.evaluation import MANIFEST_FILE, episode_files, load_run
 
     run_dir = Path(run_dir)
     logs = load_run(run_dir)

@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from tp_gym import metrics
     from tp_gym.agents.scripted import POLICIES
     from tp_gym.cli import CommandError
-    from tp_gym.evaluation import Grid, evaluate, load_run
+    from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.report import PROTOCOL_MEANING, fmt_pct, write_report
     from tp_gym.suites import SUITE_PROTOCOLS
 
@@ -129,7 +129,7 @@ def clear_previous_demo(out: object) -> None:
     from pathlib import Path
 
     from tp_gym.cli import CommandError
-    from tp_gym.evaluation import MANIFEST_FILE, episode_files
+    from tp_gym.runs.evaluation import MANIFEST_FILE, episode_files
 
     out = Path(str(out))
     if out.exists() and not out.is_dir():

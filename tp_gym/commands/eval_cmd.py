@@ -133,7 +133,7 @@ def build_grid(args: argparse.Namespace) -> Any:
     """The `Grid` the arguments describe; `CommandError` for any bad part."""
     from tp_gym.cli import CommandError
     from tp_gym.commands.common import parse_seeds
-    from tp_gym.evaluation import Grid
+    from tp_gym.runs.evaluation import Grid
 
     seeds = parse_seeds(args.seeds)
     if not seeds:
@@ -161,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from tp_gym.cli import CommandError
-    from tp_gym.evaluation import evaluate
+    from tp_gym.runs.evaluation import evaluate
 
     if args.concurrency < 1:
         raise CommandError("--concurrency must be at least 1")

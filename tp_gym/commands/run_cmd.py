@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def narrator_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options of the narrator model: the transport and cassette flags of the agent."""
-    from tp_gym.evaluation import NARRATOR_OPTIONS
+    from tp_gym.runs.evaluation import NARRATOR_OPTIONS
 
     return llm_options(args, NARRATOR_OPTIONS)
 
@@ -83,8 +83,8 @@ def main(args: argparse.Namespace) -> int:
 
     from tp_gym.agents import make_agent
     from tp_gym.cli import CommandError
-    from tp_gym.episode import write_jsonl
-    from tp_gym.runner import run_episode
+    from tp_gym.runs.episode import write_jsonl
+    from tp_gym.runs.runner import run_episode
 
     variables = parse_variable_flags(args.variables)
     env = make_env(args.env, variables, args.protocol)

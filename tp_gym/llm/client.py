@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tp_gym.episode import Usage
+from tp_gym.runs.episode import Usage
 from tp_gym.llm.cassette import Cassette, CassetteMode
 from tp_gym.llm.completion import CalledTool, Completion
 from tp_gym.llm.errors import (

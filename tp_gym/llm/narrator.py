@@ -27,7 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from tp_gym.episode import Usage
+from tp_gym.runs.episode import Usage
 from tp_gym.llm.cassette import Cassette, CassetteMode
 from tp_gym.llm.client import DEFAULT_TIMEOUT, LLMClient
 from tp_gym.llm.errors import LLMError

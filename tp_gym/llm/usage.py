@@ -1,4 +1,4 @@
-"""Token and dollar accounting of LLM calls, per role, into `tp_gym.episode.Usage`.
+"""Token and dollar accounting of LLM calls, per role, into `tp_gym.runs.episode.Usage`.
 
 Costs come from litellm's price table (`litellm.completion_cost`). A model litellm has no
 price for (a local vLLM or Ollama model, a new release) costs 0.0 and marks the role's
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tp_gym.episode import Usage
+from tp_gym.runs.episode import Usage
 from tp_gym.llm.completion import Completion
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tp_gym.evaluation import EpisodeDone, Job, PlaySettings, preload, run_jobs
+from tp_gym.runs.evaluation import EpisodeDone, Job, PlaySettings, preload, run_jobs
 
 POLL_SECONDS = 0.02
 """How often this process looks for helpers' reports (and helpers for the stop flag)."""

@@ -1,14 +1,14 @@
 """The evaluation runner: a grid of episodes, run concurrently, appended to a resumable log.
 
 A *grid* is agents x environments x variable settings x seeds (`Grid.build`), or a named
-suite such as ``paper`` (`Grid.from_suite`); see `tp_gym.grid`. `evaluate(grid, out_dir)`
+suite such as ``paper`` (`Grid.from_suite`); see `tp_gym.runs.grid`. `evaluate(grid, out_dir)`
 plays every episode
 of the grid with asyncio, at most `concurrency` at a time, and appends each finished
 episode to ``out_dir/episodes.jsonl`` as one line, written with a single `write` under an
 exclusive file lock, then fsynced before the episode counts as done (episodes that finish
 together share one write and one fsync, in a background thread). A run that is killed
 therefore loses at most the episodes in flight; a torn last line (the process died inside
-`write`) is cut off when the run is resumed. The log files are `tp_gym.runlog`'s.
+`write`) is cut off when the run is resumed. The log files are `tp_gym.runs.rundir`'s.
 
 With ``resume=True`` the episodes already in the directory (in ``episodes.jsonl`` and any
 ``episodes-*.jsonl`` shards) are skipped, so a resumed run never plays an episode twice.
@@ -21,7 +21,7 @@ hundreds of episodes wait on the network at once; env steps take well under a mi
 and run on the loop. One Python process tops out at what litellm's own CPU cost allows;
 ``workers=N`` plays in N processes, this one and N-1 helpers, each with its own event loop,
 claiming episodes one at a time and appending to the same log under the lock
-(`tp_gym.workers`).
+(`tp_gym.runs.workers`).
 
 Ctrl-C (SIGINT) or SIGTERM stops cleanly: no new episodes start, episodes in flight are
 abandoned, finished ones are written, and `evaluate` returns with ``interrupted=True``.
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tp_gym.grid import EpisodeKey, Grid, Job, resolve_envs
-from tp_gym.runlog import (
+from tp_gym.runs.grid import EpisodeKey, Grid, Job, resolve_envs
+from tp_gym.runs.rundir import (
     EPISODES_FILE,
     FILE_LOCKS,
     MANIFEST_FILE,
@@ -63,8 +63,8 @@ from tp_gym.runlog import (
 if TYPE_CHECKING:
     import gymnasium as gym
 
-    from tp_gym.episode import EpisodeLog
-    from tp_gym.workers import SlotGate
+    from tp_gym.runs.episode import EpisodeLog
+    from tp_gym.runs.workers import SlotGate
 
 __all__ = [
     "EPISODES_FILE",
@@ -193,7 +193,7 @@ class EnvPool:
 async def play_job(job: Job, pool: EnvPool, settings: PlaySettings) -> EpisodeLog:
     """Play one job: a fresh agent, an env from the pool, timing filled in."""
     from tp_gym.agents import make_agent
-    from tp_gym.runner import arun_episode
+    from tp_gym.runs.runner import arun_episode
 
     agent = make_agent(job.agent, **settings.agent_options(job.agent))
     env = pool.acquire(job.env_id, job.protocol)
@@ -273,11 +273,11 @@ async def run_jobs(
 
     `claims` hands out the jobs to play (by default all of `jobs`, in order) and `gate`, if
     given, must let a lane in before each episode: processes sharing a run claim jobs from
-    a shared counter and share the slots of the run's concurrency (see `tp_gym.workers`).
+    a shared counter and share the slots of the run's concurrency (see `tp_gym.runs.workers`).
     Returns True if all jobs ran, False if `stop` was set first (episodes in flight are
     cancelled and not written; finished ones are).
     """
-    from tp_gym.episode import to_json_line
+    from tp_gym.runs.episode import to_json_line
 
     settings = settings or PlaySettings()
     preload(jobs, settings)
@@ -364,7 +364,7 @@ async def _run_here(
                 installed.append(number)
     try:
         if workers > 1:
-            from tp_gym.workers import run_with_workers
+            from tp_gym.runs.workers import run_with_workers
 
             return await run_with_workers(
                 jobs,

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tp_gym.grid import EpisodeKey, Grid
+from tp_gym.runs.grid import EpisodeKey, Grid
 from tp_gym.variables import parse_variables
 
 try:
@@ -32,7 +32,7 @@ FILE_LOCKS = fcntl is not None
 """Whether several processes can share a log (POSIX file locks)."""
 
 if TYPE_CHECKING:
-    from tp_gym.episode import EpisodeLog
+    from tp_gym.runs.episode import EpisodeLog
 
 EPISODES_FILE = "episodes.jsonl"
 """The log every run appends to, inside the run directory."""
@@ -57,7 +57,7 @@ def load_run(run: str | Path) -> list[EpisodeLog]:
     the first line that is not an episode (an incomplete last line says the run was
     interrupted and `--resume` repairs it), or of an episode that appears twice.
     """
-    from tp_gym.episode import EpisodeLog
+    from tp_gym.runs.episode import EpisodeLog
 
     run = Path(run)
     if not run.exists():
@@ -146,7 +146,7 @@ def scan(path: Path) -> tuple[set[EpisodeKey], set[EpisodeKey]]:
     A complete line that is not an episode raises `ValueError`: resuming past it would
     leave a log no report can read.
     """
-    from tp_gym.episode import EpisodeLog
+    from tp_gym.runs.episode import EpisodeLog
 
     keys: set[EpisodeKey] = set()
     errored: set[EpisodeKey] = set()
@@ -168,7 +168,7 @@ def scan(path: Path) -> tuple[set[EpisodeKey], set[EpisodeKey]]:
 
 def drop_errored(path: Path) -> int:
     """Rewrite `path` without its errored episodes (atomically); return how many were dropped."""
-    from tp_gym.episode import EpisodeLog
+    from tp_gym.runs.episode import EpisodeLog
 
     kept: list[bytes] = []
     dropped = 0

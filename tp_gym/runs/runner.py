@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from tp_gym.episode import EpisodeLog, StepRecord, Usage, judge
+from tp_gym.runs.episode import EpisodeLog, StepRecord, Usage, judge
 
 if TYPE_CHECKING:
     from tp_gym.agents.base import Agent
