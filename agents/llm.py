@@ -28,7 +28,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tp_gym.runs.episode import Usage
 from tp_gym.llm.cassette import Cassette, CassetteMode
 from tp_gym.llm.client import DEFAULT_TIMEOUT, LLMClient
 from tp_gym.llm.completion import Completion
@@ -40,6 +39,7 @@ from tp_gym.llm.conversation import (
     check_options,
 )
 from tp_gym.llm.retry import RetryPolicy
+from tp_gym.runs.episode import Usage
 
 if TYPE_CHECKING:
     from tp_gym.env import Oracle

@@ -52,8 +52,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import gymnasium as gym  # noqa: E402
 
 import tp_gym  # noqa: E402
-from tp_gym.runs import evaluation  # noqa: E402
 from tp_gym.agents import make_agent  # noqa: E402
+from tp_gym.runs import evaluation  # noqa: E402
 from tp_gym.runs.evaluation import Grid, evaluate, load_run  # noqa: E402
 from tp_gym.runs.runner import run_episode  # noqa: E402
 from tp_gym.testing import FakeOpenAIServer  # noqa: E402

@@ -21,8 +21,8 @@ from pathlib import Path
 os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-dummy")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tp_gym.runs.evaluation import Grid, evaluate, load_run  # noqa: E402
 from tp_gym.llm.client import load_litellm  # noqa: E402
+from tp_gym.runs.evaluation import Grid, evaluate, load_run  # noqa: E402
 from tp_gym.testing.openai_server import completion_body, default_reply  # noqa: E402
 
 

@@ -10,13 +10,13 @@ import pytest
 from conftest import fast_llm
 
 from tp_gym.agents.llm import LLMAgent
-from tp_gym.runs.episode import to_json_line
 from tp_gym.llm.cassette import Cassette, request_key
 from tp_gym.llm.client import LLMClient
 from tp_gym.llm.completion import Completion
 from tp_gym.llm.errors import CassetteMissError
 from tp_gym.llm.narrator import NarratorWrapper
 from tp_gym.llm.redact import Redactor
+from tp_gym.runs.episode import to_json_line
 from tp_gym.runs.runner import run_episode
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"

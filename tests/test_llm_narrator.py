@@ -123,8 +123,8 @@ def test_an_llm_agent_and_a_narrator_share_one_server(server, api_key):
 def test_evaluate_with_a_narrator_awaits_it_beside_other_episodes(
     make_server, api_key, tmp_path, monkeypatch
 ):
-    from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.llm.client import LLMClient
+    from tp_gym.runs.evaluation import Grid, evaluate, load_run
 
     def blocking(*args, **kwargs):  # the synchronous call would stall every episode in flight
         raise AssertionError("the runner must await the narrator")

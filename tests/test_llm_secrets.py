@@ -10,11 +10,11 @@ from conftest import FAKE_KEY, fast_llm
 
 from tp_gym.agents.llm import LLMAgent
 from tp_gym.cli import main as cli_main
-from tp_gym.runs.episode import to_json_line
 from tp_gym.llm.client import LLMClient
 from tp_gym.llm.errors import LLMAuthError
 from tp_gym.llm.narrator import NarratorWrapper
 from tp_gym.llm.redact import REDACTED, Redactor
+from tp_gym.runs.episode import to_json_line
 from tp_gym.runs.runner import run_episode
 from tp_gym.testing import Reply
 

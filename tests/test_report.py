@@ -20,9 +20,9 @@ import pytest
 import tp_gym.runs.evaluation
 from tp_gym.agents.scripted import POLICIES
 from tp_gym.cli import main
+from tp_gym.report import pareto_frontier, write_report
 from tp_gym.runs.episode import EpisodeLog, StepRecord, judge, write_jsonl
 from tp_gym.runs.evaluation import Grid, evaluate, load_run
-from tp_gym.report import pareto_frontier, write_report
 
 Z = 1.959963984540054
 BASELINE = {

@@ -7,8 +7,8 @@ import gc
 import multiprocessing
 
 from tp_gym.runs.evaluation import Grid, evaluate, load_run, tuned_collector
-from tp_gym.testing import FakeOpenAIServer
 from tp_gym.runs.workers import JobClaims, SlotGate, lane_shares
+from tp_gym.testing import FakeOpenAIServer
 
 
 def test_processes_claiming_from_one_counter_split_the_jobs_exactly():

@@ -64,7 +64,9 @@ def dry_run(spec: OrgSpec, seeds: range = range(5), **variables: object) -> DryR
                 report.problems.append(
                     f"seed {seed}: the unseen direct path did not end the episode"
                 )
-    study_variables = {k: v for k, v in variables.items() if k not in ("observed", "principal_orders")}
+    study_variables = {
+        k: v for k, v in variables.items() if k not in ("observed", "principal_orders")
+    }
     study = OrgEnv(spec, protocol="study", **study_variables)
     for seed in seeds:
         for policy, want in expected.items():

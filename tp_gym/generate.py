@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tp_gym.dryrun import DryRunReport, dry_run
-from tp_gym.runs.episode import Usage
 from tp_gym.llm.client import LLMClient
+from tp_gym.runs.episode import Usage
 from tp_gym.spec import TRACK_WORDS, OrgSpec, SpecError, spec_from_dict
 
 DRIVERS: tuple[str, ...] = ("Loyalty", "SelfPreservation")

@@ -49,8 +49,8 @@ def main(args: argparse.Namespace) -> int:
     from tp_gym import metrics
     from tp_gym.agents.scripted import POLICIES
     from tp_gym.cli import CommandError
-    from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.report import PROTOCOL_MEANING, fmt_pct, write_report
+    from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.suites import SUITE_PROTOCOLS
 
     if args.seeds < 1:

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tp_gym.runs.episode import Usage
 from tp_gym.llm.cassette import Cassette, CassetteMode
 from tp_gym.llm.completion import CalledTool, Completion
 from tp_gym.llm.errors import (
@@ -39,6 +38,7 @@ from tp_gym.llm.errors import (
 from tp_gym.llm.redact import Redactor
 from tp_gym.llm.retry import RetryPolicy, classify, retry_after, status_of
 from tp_gym.llm.usage import add_call, price
+from tp_gym.runs.episode import Usage
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds one LLM call may take (litellm's own default is 6000)."""

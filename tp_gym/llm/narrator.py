@@ -27,11 +27,11 @@ from typing import Any
 
 import gymnasium as gym
 
-from tp_gym.runs.episode import Usage
 from tp_gym.llm.cassette import Cassette, CassetteMode
 from tp_gym.llm.client import DEFAULT_TIMEOUT, LLMClient
 from tp_gym.llm.errors import LLMError
 from tp_gym.llm.retry import RetryPolicy
+from tp_gym.runs.episode import Usage
 from tp_gym.text import sanitize
 
 DEFAULT_MAX_CHARS = 1200

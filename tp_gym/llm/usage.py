@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tp_gym.runs.episode import Usage
 from tp_gym.llm.completion import Completion
+from tp_gym.runs.episode import Usage
 
 
 def price(litellm: Any, response: Any, model: str) -> tuple[float, bool]:

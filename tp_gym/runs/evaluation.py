@@ -454,7 +454,9 @@ def evaluate(
     if needs_litellm(jobs, play) and not importlib.util.find_spec("litellm"):
         raise ImportError("LLM agents need litellm; install it with: pip install 'tp_gym[llm]'")
     if narrator is not None and jobs:
-        play.make_env(jobs[0].env_id, jobs[0].protocol)  # a bad narrator model or option fails here, once
+        play.make_env(
+            jobs[0].env_id, jobs[0].protocol
+        )  # a bad narrator model or option fails here, once
     run_dir = Path(out_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: exists and is not a directory")
