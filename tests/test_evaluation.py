@@ -18,8 +18,9 @@ import pytest
 
 import tp_gym
 import tp_gym.agents
+from tp_gym.cli import EXIT_STOPPED
 from tp_gym.runs.evaluation import Grid, evaluate, load_run
-from tp_gym.runs.rundir import EPISODES_FILE, LOCK_FILE, repair_tail
+from tp_gym.runs.rundir import EPISODES_FILE, LOCK_FILE, RunDirError, repair_tail
 from tp_gym.runs.runner import run_episode
 from tp_gym.variables import PROTOCOLS
 
@@ -139,7 +140,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, reference):
     wait_for_lines(process, log, random.randint(1, len(reference) // 2))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == EXIT_STOPPED, stderr
     assert b"interrupted" in stderr and b"--resume" in stderr
     assert b"Traceback" not in stderr and b"never retrieved" not in stderr
     assert log.read_bytes().endswith(b"\n")
@@ -256,7 +257,7 @@ def test_a_second_writer_is_refused(tmp_path):
     fd = os.open(tmp_path / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with pytest.raises(RuntimeError, match="another tp-gym eval"):
+        with pytest.raises(RunDirError, match="another tp-gym run"):
             evaluate(grid, tmp_path)
     finally:
         os.close(fd)

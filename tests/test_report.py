@@ -249,7 +249,7 @@ def test_demo_replaces_its_previous_run_but_not_another(tmp_path, capsys):
     evaluate(Grid.build("scripted:direct", envs="tp_gym/Coding-Loyalty-v0", seeds=[0]), other)
     capsys.readouterr()
     assert main(["demo", "--out", str(other), "--seeds", "1", "--quiet"]) == 2
-    assert "holds episodes of another run" in capsys.readouterr().err
+    assert "holds the episodes of a `tp-gym eval` run" in capsys.readouterr().err
 
 
 def test_errored_episodes_are_reported_apart_and_excluded_from_rates(tmp_path):

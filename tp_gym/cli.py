@@ -8,10 +8,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate")
+
+
+EXIT_OK = 0
+"""Everything asked for was done."""
+EXIT_ERRORS = 1
+"""The run ended, but some episodes failed (counted by cause), or it stopped early because
+its first episodes all failed the same way."""
+EXIT_USAGE = 2
+"""Bad flags, paths or input files, or a directory or disk that cannot be written."""
+EXIT_STOPPED = 3
+"""Stopped by the user (Ctrl-C, SIGTERM); ``--resume`` continues."""
+TRACEBACK_VARIABLE = "TP_GYM_TRACEBACK"
+"""Set to 1 to see the Python traceback of an unexpected error instead of one line."""
 
 
 class CommandError(Exception):
@@ -46,14 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
+    from tp_gym.runs.rundir import RunDirError
+
+    def fail(message: object) -> None:
+        line = " ".join(str(message).split()) or "failed"
+        print(f"tp-gym {args.command}: error: {line}", file=sys.stderr)
+
     try:
-        return int(args.handler(args) or 0)
-    except CommandError as error:
-        print(f"tp-gym {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return int(args.handler(args) or EXIT_OK)
+    except (CommandError, RunDirError, OSError) as error:
+        fail(error)  # OSError: disk full, read-only, permissions; the message names the path
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"tp-gym {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_STOPPED
+    except Exception as error:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        fail(
+            f"{type(error).__name__}: {error} (unexpected; set {TRACEBACK_VARIABLE}=1 for details)"
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ a notebook's backend is left alone); matplotlib is imported only when plots are 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tp_gym import metrics
 from tp_gym.classify import BEHAVIOUR_CLASSES
+from tp_gym.runs.rundir import atomic_write
 from tp_gym.runs.runner import FORMAT_ERROR
 from tp_gym.variables import EXTENDED_ONLY
 
@@ -142,7 +144,7 @@ def write_report(
         manifest=manifest,
         min_payoff=min_payoff,
     )
-    files.markdown.write_text(markdown, encoding="utf-8")
+    atomic_write(files.markdown, markdown.encode("utf-8"))
     return files
 
 
@@ -157,16 +159,16 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def write_summary_csv(logs: Sequence[EpisodeLog], path: Path, min_payoff: float = 0.0) -> None:
-    """Every metric per (agent, protocol, environment, variable setting), one row each."""
+    """Every metric per (agent, protocol, environment, variable setting), one row each,
+    written atomically (a failed write leaves the previous file, never a part)."""
     rows = metrics.summarize(logs, by=CELL_KEYS, min_payoff=min_payoff)
-    if not rows:
-        path.write_text("", encoding="utf-8")
-        return
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    text = io.StringIO(newline="")
+    if rows:
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _csv_value(value) for key, value in row.items()})
+    atomic_write(path, text.getvalue().encode("utf-8"))
 
 
 def _csv_value(value: Any) -> Any:
@@ -751,7 +753,9 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> None:
-    figure.savefig(path, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write(path, buffer.getvalue())
 
 
 def _protocol_note(logs: Sequence[EpisodeLog]) -> str:

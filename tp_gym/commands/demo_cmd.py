@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out",
         default=DEFAULT_OUT,
         help=f"run directory for the logs and the report (default ./{DEFAULT_OUT}; a previous "
-        "demo there is replaced)",
+        "demo there is replaced; any other non-empty directory is refused)",
     )
     parser.add_argument(
         "--seeds", type=int, default=5, help="seeds per cell and baseline (default 5)"
@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
 
     from tp_gym import metrics
     from tp_gym.agents.scripted import POLICIES
-    from tp_gym.cli import CommandError
+    from tp_gym.cli import EXIT_STOPPED, CommandError
     from tp_gym.report import PROTOCOL_MEANING, fmt_pct, write_report
     from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.suites import SUITE_PROTOCOLS
@@ -58,7 +58,6 @@ def main(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise CommandError("--concurrency must be at least 1")
     out = Path(args.out)
-    clear_previous_demo(out)
     console = Console(highlight=False)
     started = time.perf_counter()
     protocol = SUITE_PROTOCOLS[SUITE]
@@ -77,12 +76,13 @@ def main(args: argparse.Namespace) -> int:
         grid,
         out,
         concurrency=args.concurrency,
+        replace=True,
         progress=not args.quiet,
         metadata={"command": "demo"},
     )
     if result.interrupted:
         console.print("interrupted; nothing reported", markup=False, soft_wrap=True)
-        return 130
+        return EXIT_STOPPED
     files = write_report(out, plots=not args.no_plots)
     logs = load_run(out)
     table = Table(
@@ -121,33 +121,3 @@ def main(args: argparse.Namespace) -> int:
     )
     console.print(f"report: {files.markdown}", markup=False, soft_wrap=True)
     return 0
-
-
-def clear_previous_demo(out: object) -> None:
-    """Remove the logs of an earlier demo in `out`; refuse a directory holding another run."""
-    import json
-    from pathlib import Path
-
-    from tp_gym.cli import CommandError
-    from tp_gym.runs.evaluation import MANIFEST_FILE, episode_files
-
-    out = Path(str(out))
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"{out}: exists and is not a directory")
-    files = episode_files(out) if out.is_dir() else []
-    if not files:
-        return
-    command = None
-    manifest = out / MANIFEST_FILE
-    if manifest.is_file():
-        try:
-            command = json.loads(manifest.read_text(encoding="utf-8")).get("command")
-        except (ValueError, AttributeError):
-            command = None
-    if command != "demo":
-        raise CommandError(
-            f"{out} holds episodes of another run; choose another --out for the demo"
-        )
-    for path in files:
-        path.unlink()
-    manifest.unlink()

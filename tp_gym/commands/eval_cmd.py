@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 from typing import Any
 
@@ -19,6 +20,11 @@ examples:
   tp-gym eval --agents llm:openai/gpt-4o-mini --protocol extended --reply-format json \\
       --seeds 0-9 --out runs/extended-json
   tp-gym eval ... --out runs/gpt4o-mini --resume      # after Ctrl-C or a crash
+  tp-gym eval ... --backend ray --address 10.0.0.5:6379   # on a Ray cluster
+
+exit codes: 0 all done; 1 some episodes failed (counted by cause) or the run stopped early
+because its first episodes all failed the same way; 2 bad input, or a directory or disk that
+cannot be written; 3 stopped by the user (continue with --resume).
 """
 
 
@@ -68,6 +74,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="processes playing the run, this one included, each with its own event loop "
         "(default 1; more lift the ceiling of litellm's per-call CPU cost with many concurrent "
         "LLM episodes; a helper takes as long as importing litellm to join)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where episodes play: local (this machine: --workers processes) or ray (Ray "
+        "tasks on a cluster; pip install 'tp_gym[ray]'). Only this process writes the log "
+        "either way, so --resume works the same",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster to join, e.g. 10.0.0.5:6379 or auto (default: "
+        "start a Ray instance on this machine for the run)",
     )
     parser.add_argument(
         "--resume",
@@ -160,7 +180,7 @@ def build_grid(args: argparse.Namespace) -> Any:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tp_gym.cli import CommandError
+    from tp_gym.cli import EXIT_ERRORS, EXIT_OK, EXIT_STOPPED, CommandError
     from tp_gym.runs.evaluation import evaluate
 
     if args.concurrency < 1:
@@ -169,6 +189,10 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError("--workers must be at least 1")
     if args.retry_errors and not args.resume:
         raise CommandError("--retry-errors only makes sense with --resume")
+    if args.address is not None and args.backend != "ray":
+        raise CommandError("--address is for --backend ray")
+    if args.backend == "ray" and args.workers > 1:
+        raise CommandError("--workers is for the local backend; Ray places tasks on its nodes")
     grid = build_grid(args)
     options = llm_options(args)
     console = Console(stderr=True, highlight=False)
@@ -178,6 +202,8 @@ def main(args: argparse.Namespace) -> int:
             args.out,
             concurrency=args.concurrency,
             workers=args.workers,
+            backend=args.backend,
+            address=args.address,
             resume=args.resume,
             retry_errors=args.retry_errors,
             llm_options=options,
@@ -185,41 +211,55 @@ def main(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             metadata={"command": "eval"},
         )
-    except (ValueError, ImportError, FileExistsError, NotADirectoryError, RuntimeError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if isinstance(error, RuntimeError) and "worker failed" in str(error):
+    except (ValueError, ImportError, FileExistsError, NotADirectoryError) as error:
+        raise CommandError(
+            str(error).splitlines()[0] if str(error) else type(error).__name__
+        ) from None
+    except RuntimeError as error:
+        if "worker failed" in str(error):
             console.print(str(error), markup=False, soft_wrap=True)
-        raise CommandError(message) from None
+        raise CommandError(str(error).splitlines()[0] if str(error) else "RuntimeError") from None
     print_result(console, result)
-    if args.report and not result.interrupted:
+    if result.interrupted:
+        return EXIT_STOPPED
+    if args.report and not result.stopped_early:
         from tp_gym.report import write_report
 
         written = write_report(args.out)
         console.print(f"report: {written.markdown}", markup=False, soft_wrap=True)
-    return 130 if result.interrupted else 0
+    return EXIT_ERRORS if result.errors or result.stopped_early else EXIT_OK
 
 
 def print_result(console: Any, result: Any) -> None:
-    """Say what a run did and where its log is."""
+    """Say what a run did, what failed and why, and where its log is."""
+    say = functools.partial(console.print, markup=False, soft_wrap=True)
     if result.retried:
-        console.print(f"{result.retried} errored episode(s) removed from the log to be retried")
+        say(f"{result.retried} errored episode(s) removed from the log to be retried")
+    if result.stopped_early:
+        say(f"stopped early: {result.stopped_early}")
     line = f"{result.completed} episode(s) played"
     if result.errors:
-        line += f" ({result.errors} ended in an error)"
+        causes = ", ".join(f"{n} {cause}" for cause, n in result.causes.most_common())
+        line += f" ({result.errors} failed: {causes})"
+    if result.format_errors:
+        line += f", {result.format_errors} with no readable call (format, outside MR)"
     if result.skipped:
         line += f", {result.skipped} already in the log"
     if result.completed:
         line += f", in {result.seconds:.1f}s"
     if result.tokens:
         line += f"; {result.tokens:,} tokens, ${result.cost_usd:.4f}"
-    console.print(line, markup=False, soft_wrap=True)
-    console.print(f"log: {result.path}", markup=False, soft_wrap=True)
+    say(line)
+    say(f"log: {result.path}")
     if result.interrupted:
-        console.print(
+        say(
             f"interrupted with {result.remaining} episode(s) to go; continue with the same "
-            "command plus --resume",
-            markup=False,
-            soft_wrap=True,
+            "command plus --resume"
         )
-    else:
-        console.print(f"next: tp-gym report {result.run_dir}", markup=False, soft_wrap=True)
+    elif result.errors and not result.stopped_early:
+        say(
+            "the failed episodes are in the log (errors are data); after fixing their cause, "
+            "play them again with the same command plus --resume --retry-errors"
+        )
+    if not result.interrupted and not result.stopped_early:
+        say(f"next: tp-gym report {result.run_dir}")

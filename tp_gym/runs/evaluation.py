@@ -1,27 +1,29 @@
-"""The evaluation runner: a grid of episodes, run concurrently, appended to a resumable log.
+"""The evaluation: a grid of episodes, played by a backend, appended to a resumable log.
 
 A *grid* is agents x environments x variable settings x seeds (`Grid.build`), or a named
-suite such as ``paper`` (`Grid.from_suite`); see `tp_gym.runs.grid`. `evaluate(grid, out_dir)`
-plays every episode
-of the grid with asyncio, at most `concurrency` at a time, and appends each finished
-episode to ``out_dir/episodes.jsonl`` as one line, written with a single `write` under an
-exclusive file lock, then fsynced before the episode counts as done (episodes that finish
-together share one write and one fsync, in a background thread). A run that is killed
-therefore loses at most the episodes in flight; a torn last line (the process died inside
-`write`) is cut off when the run is resumed. The log files are `tp_gym.runs.rundir`'s.
+suite such as ``paper`` (`Grid.from_suite`); see `tp_gym.runs.grid`. `evaluate(grid,
+out_dir)` hands the jobs to a backend (`tp_gym.runs.backends`: this process's event loop,
+worker processes on this host, or Ray tasks on a cluster), which hands back each finished
+episode; the evaluation alone appends it to ``out_dir/episodes.jsonl``, one line, written
+with a single `write` under an exclusive file lock and fsynced before the episode counts as
+done (episodes that finish together share one write and one fsync, in a background thread).
+A killed run loses at most the episodes in flight; a torn last line is moved to a side file
+before the next append (`tp_gym.runs.jsonl`).
+
+The run directory is the run's alone (`tp_gym.runs.rundir`): a directory that is not empty
+and holds no manifest of ours is refused, and so is a symlink inside it; the lock is taken
+before anything is written, so a second run on the same directory touches nothing.
 
 With ``resume=True`` the episodes already in the directory (in ``episodes.jsonl`` and any
 ``episodes-*.jsonl`` shards) are skipped, so a resumed run never plays an episode twice.
 An episode is identified by `EpisodeLog.key`: (agent name, env id, full variable setting,
-seed). Episodes that ended with an error are complete too (errors are data, reported
-separately); ``retry_errors=True`` removes them from the log and plays them again.
+seed, protocol). Episodes that ended with an error are complete too (errors are data,
+reported separately); ``retry_errors=True`` removes them from the log and plays them again.
 
-LLM calls are the slow part: agents that have ``async aact(observation)`` are awaited, so
-hundreds of episodes wait on the network at once; env steps take well under a millisecond
-and run on the loop. One Python process tops out at what litellm's own CPU cost allows;
-``workers=N`` plays in N processes, this one and N-1 helpers, each with its own event loop,
-claiming episodes one at a time and appending to the same log under the lock
-(`tp_gym.runs.workers`).
+Fail fast: when the first `fail_fast` episodes of a run all fail the same way (a bad key, an
+endpoint down, an unknown model), the run stops at once with `EvalResult.stopped_early`
+saying why, and those failures are not written, so the same command with ``--resume``
+plays them once the cause is fixed.
 
 Ctrl-C (SIGINT) or SIGTERM stops cleanly: no new episodes start, episodes in flight are
 abandoned, finished ones are written, and `evaluate` returns with ``interrupted=True``.
@@ -32,18 +34,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import importlib.util
-import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tp_gym.runs.backends import BACKENDS, Backend, LocalBackend
 from tp_gym.runs.grid import EpisodeKey, Grid, Job, resolve_envs
+from tp_gym.runs.play import (
+    NARRATOR_OPTIONS,
+    EpisodeDone,
+    Finished,
+    PlaySettings,
+    needs_litellm,
+    tuned_collector,
+)
 from tp_gym.runs.rundir import (
     EPISODES_FILE,
     FILE_LOCKS,
@@ -51,24 +61,22 @@ from tp_gym.runs.rundir import (
     SHARD_PATTERN,
     EpisodeWriter,
     GroupCommit,
-    dir_lock,
+    RunDirError,
+    clear_run,
     drop_errored,
     episode_files,
     load_run,
     repair_tail,
+    run_dir_lock,
     scan,
     write_manifest,
 )
 
-if TYPE_CHECKING:
-    import gymnasium as gym
-
-    from tp_gym.runs.episode import EpisodeLog
-    from tp_gym.runs.workers import SlotGate
-
 __all__ = [
+    "BACKENDS",
     "EPISODES_FILE",
     "MANIFEST_FILE",
+    "NARRATOR_OPTIONS",
     "SHARD_PATTERN",
     "EpisodeDone",
     "EpisodeKey",
@@ -76,33 +84,16 @@ __all__ = [
     "Grid",
     "Job",
     "PlaySettings",
+    "RunDirError",
     "episode_files",
     "evaluate",
     "load_run",
     "resolve_envs",
-    "run_jobs",
     "tuned_collector",
 ]
 
-
-@dataclass(frozen=True)
-class EpisodeDone:
-    """A finished episode as progress displays and workers report it."""
-
-    key: EpisodeKey
-    error: str | None
-    tokens: int
-    cost_usd: float
-
-    @classmethod
-    def of(cls, log: EpisodeLog) -> EpisodeDone:
-        usage = log.usage.values()
-        return cls(
-            key=log.key,
-            error=log.error,
-            tokens=sum(u.prompt_tokens + u.completion_tokens for u in usage),
-            cost_usd=math.fsum(u.cost_usd for u in usage),
-        )
+FAIL_FAST = 5
+"""Episodes that must all fail the same way, at the start of a run, to stop it early."""
 
 
 @dataclass
@@ -117,7 +108,13 @@ class EvalResult:
     completed: int = 0
     """Played and written by this run."""
     errors: int = 0
-    """Of those, how many ended with an error."""
+    """Of those, how many failed to run (an agent, model or env error; see `causes`)."""
+    causes: Counter[str] = field(default_factory=Counter)
+    """Failed episodes by cause (the exception's name)."""
+    format_errors: int = 0
+    """Study-protocol replies with no readable call: measured, not failures."""
+    stopped_early: str | None = None
+    """Why the run stopped at its start (`FAIL_FAST`), or None."""
     tokens: int = 0
     cost_usd: float = 0.0
     seconds: float = 0.0
@@ -137,254 +134,17 @@ class EvalResult:
 
     def add(self, done: EpisodeDone) -> None:
         self.completed += 1
-        self.errors += done.error is not None
+        if done.failed:
+            self.errors += 1
+            self.causes[done.cause] += 1
+        elif done.error is not None:
+            self.format_errors += 1
         self.tokens += done.tokens
         self.cost_usd += done.cost_usd
 
 
-NARRATOR_OPTIONS = ("api_base", "api_key", "timeout", "max_retries", "cassette", "cassette_mode")
-"""The LLM options a narrator shares with the run's agents: transport and cassette."""
-
-
-@dataclass(frozen=True)
-class PlaySettings:
-    """How every episode of a run is played (picklable, for worker processes)."""
-
-    llm_options: dict[str, Any] = field(default_factory=dict)
-    """Options of every ``llm:`` agent (``api_base``, ``temperature``, ...)."""
-    narrator: str | None = None
-    """A litellm model that narrates each step (`tp_gym.llm.narrator.NarratorWrapper`), or
-    None for the engine's own text."""
-
-    def agent_options(self, spec: str) -> dict[str, Any]:
-        """The keyword options `make_agent` gets for agent `spec`."""
-        return dict(self.llm_options) if spec.startswith("llm:") else {}
-
-    def make_env(self, env_id: str, protocol: str) -> gym.Env[Any, Any]:
-        """A new env for `env_id` under `protocol`, wrapped in the narrator if there is one."""
-        import gymnasium as gym
-
-        # The passive checker only re-checks what `check_env` (in the test suite) covers.
-        env = gym.make(env_id, disable_env_checker=True, protocol=protocol)
-        if self.narrator is None:
-            return env
-        from tp_gym.llm.narrator import NarratorWrapper
-
-        shared = {k: v for k, v in self.llm_options.items() if k in NARRATOR_OPTIONS}
-        return NarratorWrapper(env, self.narrator, **shared)
-
-
-class EnvPool:
-    """Idle environments by (id, protocol): each concurrent episode gets its own env,
-    reused afterwards."""
-
-    def __init__(self, settings: PlaySettings) -> None:
-        self._settings = settings
-        self._idle: dict[tuple[str, str], list[gym.Env[Any, Any]]] = {}
-
-    def acquire(self, env_id: str, protocol: str) -> gym.Env[Any, Any]:
-        idle = self._idle.get((env_id, protocol))
-        return idle.pop() if idle else self._settings.make_env(env_id, protocol)
-
-    def release(self, env_id: str, protocol: str, env: gym.Env[Any, Any]) -> None:
-        self._idle.setdefault((env_id, protocol), []).append(env)
-
-
-async def play_job(job: Job, pool: EnvPool, settings: PlaySettings) -> EpisodeLog:
-    """Play one job: a fresh agent, an env from the pool, timing filled in."""
-    from tp_gym.agents import make_agent
-    from tp_gym.runs.runner import arun_episode
-
-    agent = make_agent(job.agent, **settings.agent_options(job.agent))
-    env = pool.acquire(job.env_id, job.protocol)
-    try:
-        started = time.time()
-        clock = time.perf_counter()
-        log = await arun_episode(env, agent, seed=job.seed, options=dict(job.variables))
-        log.timing = {"start_unix": started, "wall_seconds": time.perf_counter() - clock}
-    finally:
-        pool.release(job.env_id, job.protocol, env)
-    if log.key != job.key:
-        raise RuntimeError(
-            f"agent {job.agent!r} logged itself as {log.agent!r}, not {job.agent_name!r}; "
-            "an agent's name must not change between episodes"
-        )
-    return log
-
-
-def needs_litellm(jobs: Iterable[Job], settings: PlaySettings) -> bool:
-    """Whether playing `jobs` calls a model (an ``llm:`` agent or a narrator)."""
-    return settings.narrator is not None or any(job.agent.startswith("llm:") for job in jobs)
-
-
-def preload(jobs: Iterable[Job], settings: PlaySettings) -> None:
-    """Import what the jobs' agents and narrator need before any episode starts.
-
-    litellm takes seconds to import; imported by the first LLM call instead, it would
-    freeze every episode in flight and inflate their timings.
-    """
-    if needs_litellm(jobs, settings):
-        from tp_gym.llm.client import load_litellm
-
-        load_litellm()
-
-
-GC_YOUNG_THRESHOLD = 10_000
-"""Allocations between two young-generation collections during a run (Python's default:
-700)."""
-
-
-@contextlib.contextmanager
-def tuned_collector() -> Iterator[None]:
-    """The garbage collector set for a run, restored afterwards.
-
-    Left as it is, Python's cyclic collector costs about 1 ms of CPU per LLM call here (10%
-    of litellm's own cost): each call allocates thousands of objects, and every so often the
-    collector walks all of litellm's millions of imported objects. During a run, the objects
-    alive at its start are frozen out of collection (`gc.freeze`, unless something froze
-    them already) and young collections run every `GC_YOUNG_THRESHOLD` allocations; the
-    garbage cycles of the run are still collected.
-    """
-    threshold = gc.get_threshold()
-    freezing = gc.get_freeze_count() == 0
-    if freezing:
-        gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        if freezing:
-            gc.unfreeze()
-
-
-async def run_jobs(
-    jobs: Sequence[Job],
-    path: Path,
-    *,
-    concurrency: int,
-    settings: PlaySettings | None = None,
-    stop: asyncio.Event | None = None,
-    on_done: Callable[[EpisodeDone], None] | None = None,
-    claims: Iterator[Job] | None = None,
-    gate: SlotGate | None = None,
-) -> bool:
-    """Play `jobs`, at most `concurrency` at once, appending each log to `path`.
-
-    `claims` hands out the jobs to play (by default all of `jobs`, in order) and `gate`, if
-    given, must let a lane in before each episode: processes sharing a run claim jobs from
-    a shared counter and share the slots of the run's concurrency (see `tp_gym.runs.workers`).
-    Returns True if all jobs ran, False if `stop` was set first (episodes in flight are
-    cancelled and not written; finished ones are).
-    """
-    from tp_gym.runs.episode import to_json_line
-
-    settings = settings or PlaySettings()
-    preload(jobs, settings)
-    with tuned_collector():
-        writer = EpisodeWriter(path)
-        commit = GroupCommit(writer)
-        pool = EnvPool(settings)
-        pending: Iterator[Job] = iter(jobs) if claims is None else claims
-        stop = stop or asyncio.Event()
-
-        async def lane(number: int) -> None:
-            while not stop.is_set():
-                # Let the loop run between episodes: agents that never suspend (the scripted
-                # ones) would otherwise keep it from ever seeing a Ctrl-C or a stop.
-                await asyncio.sleep(0)
-                if stop.is_set():
-                    return
-                if gate is not None and not await gate.enter(number):
-                    return
-                try:
-                    job = next(pending, None)
-                    if job is None:
-                        return
-                    log = await play_job(job, pool, settings)
-                finally:
-                    if gate is not None:
-                        gate.leave()
-                done = EpisodeDone.of(log)
-                report = None if on_done is None else functools.partial(on_done, done)
-                commit.submit(to_json_line(log), report)
-                if commit.backlog >= count:
-                    # The disk is behind: wait, so that what is played is soon on disk and
-                    # a stop loses no more than the episodes in flight.
-                    await commit.drain()
-
-        count = max(1, min(concurrency, len(jobs)))
-        lanes = [asyncio.create_task(lane(number)) for number in range(count)]
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            everything = asyncio.gather(*lanes)
-            # Stopping cancels the lanes, which ends `everything` with a CancelledError that is
-            # expected: mark it retrieved so asyncio does not report it.
-            everything.add_done_callback(lambda done: done.cancelled() or done.exception())
-            await asyncio.wait([everything, stopper], return_when=asyncio.FIRST_COMPLETED)
-            if stop.is_set():
-                for task in lanes:
-                    task.cancel()
-                await asyncio.gather(*lanes, return_exceptions=True)
-                return False
-            everything.result()
-            return True
-        finally:
-            stopper.cancel()
-            for task in lanes:
-                task.cancel()
-            await asyncio.gather(*lanes, return_exceptions=True)
-            await commit.drain()
-            writer.close()
-
-
-async def _run_here(
-    jobs: Sequence[Job],
-    path: Path,
-    concurrency: int,
-    workers: int,
-    settings: PlaySettings,
-    on_done: Callable[[EpisodeDone], None],
-) -> bool:
-    """Play `jobs` from this event loop (with ``workers - 1`` helper processes if more
-    than one), SIGINT/SIGTERM stopping the run cleanly when this is the main thread."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[int] = []
-    if threading.current_thread() is threading.main_thread():
-
-        def interrupt(signum: int) -> None:
-            stop.set()
-            for number in installed:  # a second signal falls back to the default
-                loop.remove_signal_handler(number)
-
-        for number in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(number, interrupt, number)
-                installed.append(number)
-    try:
-        if workers > 1:
-            from tp_gym.runs.workers import run_with_workers
-
-            return await run_with_workers(
-                jobs,
-                path,
-                workers=workers,
-                concurrency=concurrency,
-                settings=settings,
-                stop=stop,
-                on_done=on_done,
-            )
-        return await run_jobs(
-            jobs, path, concurrency=concurrency, settings=settings, stop=stop, on_done=on_done
-        )
-    finally:
-        for number in installed:
-            loop.remove_signal_handler(number)
-
-
 def _public_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """LLM options fit for the manifest: anything that looks like a secret is left out."""
+    """LLM options fit for the manifest (TEMPORARY until tp_gym.llm.redact.public_llm_options)."""
     secret = ("key", "token", "secret", "password")
     return {
         k: v
@@ -412,14 +172,141 @@ def agent_names(agents: Iterable[str], llm_options: dict[str, Any] | None = None
     return names
 
 
+class FailFast:
+    """Holds back the first failures of a run until it is clear they are not all alike.
+
+    While the run is young, a failed episode is held instead of written. The first success,
+    or a failure of another cause, releases what is held and ends the watch. `limit`
+    failures of one cause in a row trip it: `tripped` is then the first of them, nothing
+    held is written, and later failures are dropped while the run stops.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.watching = limit > 0
+        self.held: list[Finished] = []
+        self.tripped: EpisodeDone | None = None
+
+    def admit(self, finished: Finished) -> list[Finished]:
+        """The episodes to write now that `finished` is done."""
+        done = finished.done
+        if self.tripped is not None:
+            return [] if done.failed else [finished]
+        if not self.watching:
+            return [finished]
+        if not done.failed or (self.held and done.cause != self.held[0].done.cause):
+            self.watching = False
+            released, self.held = [*self.held, finished], []
+            return released
+        self.held.append(finished)
+        if len(self.held) >= self.limit:
+            self.tripped = self.held[0].done
+        return []
+
+    def release(self) -> list[Finished]:
+        """At the end of a run that never tripped: what is still held (fewer than `limit`
+        failures, so the run was too short to tell)."""
+        released, self.held = ([] if self.tripped else self.held), []
+        return released
+
+    def explain(self) -> str:
+        """One line on why the run stopped (only once tripped)."""
+        assert self.tripped is not None
+        error = " ".join((self.tripped.error or "").split())
+        return (
+            f"the first {self.limit} episodes all failed the same way ({error}); stopped "
+            "without writing them: fix the cause, then run the same command with --resume"
+        )
+
+
+def make_backend(backend: str | Backend, workers: int, address: str | None) -> Backend:
+    """The backend named `backend` (or `backend` itself): ``local`` is this process, or
+    this process and ``workers - 1`` helper processes; ``ray`` runs on a Ray cluster."""
+    if not isinstance(backend, str):
+        return backend
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise ValueError("an address is only for the ray backend (--backend ray --address ...)")
+    if backend == "ray":
+        from tp_gym.runs.ray_backend import RayBackend
+
+        return RayBackend(address=address)
+    if backend == "processes" or workers > 1:
+        from tp_gym.runs.workers import ProcessBackend
+
+        return ProcessBackend(workers)
+    return LocalBackend()
+
+
+async def _drive(
+    jobs: Sequence[Job],
+    path: Path,
+    backend: Backend,
+    settings: PlaySettings,
+    concurrency: int,
+    watch: FailFast,
+    on_done: Callable[[EpisodeDone], None],
+) -> bool:
+    """Play `jobs` with `backend`, appending each finished episode to `path`; True if all
+    ran. SIGINT/SIGTERM stop the run cleanly when this is the main thread."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+
+        def interrupt(signum: int) -> None:
+            stop.set()
+            for number in installed:  # a second signal falls back to the default
+                loop.remove_signal_handler(number)
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(number, interrupt, number)
+                installed.append(number)
+    writer = EpisodeWriter(path)
+    commit = GroupCommit(writer)
+
+    def write(items: Iterable[Finished]) -> None:
+        for item in items:
+            commit.submit(item.line, functools.partial(on_done, item.done))
+
+    async def deliver(finished: Finished) -> None:
+        write(watch.admit(finished))
+        if watch.tripped is not None:
+            stop.set()
+        if commit.backlog >= concurrency:
+            # The disk is behind: hold the backend back, so that what is played is soon on
+            # disk and a stop loses no more than the episodes in flight.
+            await commit.drain()
+
+    try:
+        finished = await backend.play(
+            jobs, settings, concurrency=concurrency, stop=stop, deliver=deliver
+        )
+        write(watch.release())
+        return finished
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+        try:
+            await commit.drain()
+        finally:
+            writer.close()
+
+
 def evaluate(
     grid: Grid | Sequence[Job],
     out_dir: str | Path,
     *,
     concurrency: int = 16,
     workers: int = 1,
+    backend: str | Backend = "local",
+    address: str | None = None,
     resume: bool = False,
     retry_errors: bool = False,
+    replace: bool = False,
+    fail_fast: int = FAIL_FAST,
     llm_options: dict[str, Any] | None = None,
     narrator: str | None = None,
     progress: bool | Callable[[EpisodeDone], None] = False,
@@ -427,15 +314,23 @@ def evaluate(
 ) -> EvalResult:
     """Play every episode of `grid`, appending logs to ``out_dir/episodes.jsonl``.
 
-    `concurrency` bounds the episodes in flight (over all `workers` processes together);
-    `llm_options` go to every ``llm:`` agent (``api_base``, ``temperature``, ...).
-    `narrator` is a litellm model that retells each step's outcome (the study's dual-model
-    mode, `tp_gym.llm.narrator.NarratorWrapper`); it shares the agents' transport and
-    cassette options and its calls are logged under the role ``narrator``.
-    Without `resume`, a directory that already holds episodes is refused (`FileExistsError`);
-    with it, episodes already logged are skipped. `progress=True` shows a rich progress bar
-    (episodes, errors, tokens, cost); a callable receives an `EpisodeDone` per episode.
-    `metadata` is merged into the run manifest (``run.json``).
+    `concurrency` bounds the episodes in flight (over all workers together). `backend` is
+    ``local`` (this process, or with ``workers=N`` this process and N-1 helpers),
+    ``processes`` or ``ray`` (a Ray cluster at `address`, or a local one; needs
+    ``pip install 'tp_gym[ray]'``), or a `Backend` object. `llm_options` go to every
+    ``llm:`` agent (``api_base``, ``temperature``, ...). `narrator` is a litellm model that
+    retells each step's outcome (the study's dual-model mode); it shares the agents'
+    transport and cassette options.
+
+    The directory must be new, empty or a run directory of ours (`RunDirError` otherwise).
+    Without `resume`, one that already holds episodes is refused (`FileExistsError`); with
+    it, episodes already logged are skipped. `replace=True` first deletes a previous run of
+    the same ``metadata["command"]`` there (what `tp-gym demo` does). `fail_fast` (0 turns
+    it off) is the number of same-cause failures at the start that stop the run.
+    `progress=True` shows a rich progress bar; a callable receives an `EpisodeDone` per
+    episode. `metadata` is merged into the run manifest (``run.json``), which never holds a
+    credential. A write that fails (disk full, read-only) raises `OSError` naming the file;
+    what was written stays valid, and `resume` completes the run later.
 
     Safe to call from a notebook with a running event loop (the run gets its own thread).
     """
@@ -445,6 +340,9 @@ def evaluate(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if workers > 1 and not FILE_LOCKS:  # pragma: no cover
         raise ValueError("several worker processes need POSIX file locks (fcntl)")
+    if fail_fast < 0:
+        raise ValueError(f"fail_fast must be 0 (off) or more, got {fail_fast}")
+    chosen = make_backend(backend, workers, address)
     if isinstance(grid, Grid):
         jobs = grid.jobs(agent_names(grid.agents, llm_options))
     else:
@@ -454,14 +352,12 @@ def evaluate(
     if needs_litellm(jobs, play) and not importlib.util.find_spec("litellm"):
         raise ImportError("LLM agents need litellm; install it with: pip install 'tp_gym[llm]'")
     if narrator is not None and jobs:
-        play.make_env(
-            jobs[0].env_id, jobs[0].protocol
-        )  # a bad narrator model or option fails here, once
+        play.make_env(jobs[0].env_id, jobs[0].protocol)  # a bad narrator fails here, once
     run_dir = Path(out_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"{run_dir}: exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with dir_lock(run_dir):
+    command = (metadata or {}).get("command", "eval")
+    with run_dir_lock(run_dir):
+        if replace:
+            clear_run(run_dir, command)
         path = run_dir / EPISODES_FILE
         retried = 0
         done: set[EpisodeKey] = set()
@@ -473,7 +369,8 @@ def evaluate(
                 "(--resume) or choose another output directory"
             )
         if resume:
-            repair_tail(path)
+            for file in files:
+                repair_tail(file)
             if retry_errors:
                 retried = sum(drop_errored(file) for file in files)
             for file in files:
@@ -485,6 +382,7 @@ def evaluate(
         settings = {
             "concurrency": concurrency,
             "workers": workers,
+            "backend": backend if isinstance(backend, str) else type(backend).__name__,
             "resume": resume,
             "episodes_to_play": len(todo),
             "llm_options": _public_options(llm_options),
@@ -503,12 +401,14 @@ def evaluate(
             if display is not None:
                 display.update()
 
+        watch = FailFast(fail_fast if len(todo) > fail_fast else 0)
         started = time.perf_counter()
-        processes = min(workers, concurrency, len(todo))
         with display if display is not None else contextlib.nullcontext():
-            finished = _run_in_loop(_run_here(todo, path, concurrency, processes, play, on_done))
+            finished = _run_in_loop(_drive(todo, path, chosen, play, concurrency, watch, on_done))
         result.seconds = time.perf_counter() - started
-        result.interrupted = not finished
+        if watch.tripped is not None:
+            result.stopped_early = watch.explain()
+        result.interrupted = not finished and result.stopped_early is None
         return result
 
 

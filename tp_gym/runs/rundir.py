@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tp_gym.runs.grid import EpisodeKey, Grid
+from tp_gym.runs.jsonl import append_fd, bad_line, fcntl, open_append, repair
 from tp_gym.variables import parse_variables
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one writer process only
-    fcntl = None  # type: ignore[assignment]
 FILE_LOCKS = fcntl is not None
 """Whether several processes can share a log (POSIX file locks)."""
 
@@ -108,36 +105,9 @@ _BASELINE = parse_variables({}).model_dump()
 
 
 def repair_tail(path: Path) -> int:
-    """Cut a torn last line (no newline: the writer died mid-write) off `path`.
-
-    Returns the number of bytes removed.
-    """
-    if not path.is_file():
-        return 0
-    with path.open("rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        if size == 0:
-            return 0
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return 0
-        # find the last newline, reading backwards in blocks
-        position = size
-        keep = 0
-        while position > 0:
-            start = max(0, position - 65536)
-            handle.seek(start)
-            block = handle.read(position - start)
-            index = block.rfind(b"\n")
-            if index >= 0:
-                keep = start + index + 1
-                break
-            position = start
-        handle.truncate(keep)
-        handle.flush()
-        os.fsync(handle.fileno())
-        return size - keep
+    """Move a torn last line of `path` (the writer died mid-write) to its ``.torn`` side
+    file (`tp_gym.runs.jsonl.repair`); return the number of bytes moved."""
+    return repair(path)
 
 
 def scan(path: Path) -> tuple[set[EpisodeKey], set[EpisodeKey]]:
@@ -157,8 +127,8 @@ def scan(path: Path) -> tuple[set[EpisodeKey], set[EpisodeKey]]:
             try:
                 log = EpisodeLog.model_validate_json(raw)
             except ValueError:
-                raise ValueError(
-                    f"{path}:{number}: not an episode log; fix or delete that line before resuming"
+                raise bad_line(
+                    path, number, "not an episode log; fix or delete that line before resuming"
                 ) from None
             keys.add(log.key)
             if log.error is not None:
@@ -173,49 +143,49 @@ def drop_errored(path: Path) -> int:
     kept: list[bytes] = []
     dropped = 0
     with path.open("rb") as handle:
-        for raw in handle:
-            if raw.strip() and EpisodeLog.model_validate_json(raw).error is not None:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                errored = EpisodeLog.model_validate_json(raw).error is not None
+            except ValueError:
+                raise bad_line(
+                    path, number, "not an episode log; fix or delete that line before retrying"
+                ) from None
+            if errored:
                 dropped += 1
-            elif raw.strip():
+            else:
                 kept.append(raw)
     if dropped:
-        temporary = path.with_suffix(".jsonl.tmp")
-        with temporary.open("wb") as handle:
-            handle.writelines(kept)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        atomic_write(path, b"".join(kept))
     return dropped
 
 
 class EpisodeWriter:
     """Appends lines to a JSONL file: one `write` under an exclusive lock, then fsync.
 
-    Safe across threads (a mutex) and across processes (`fcntl.flock` on POSIX), so several
-    worker processes can share one log without interleaving lines.
+    Safe across threads (a mutex) and processes (`fcntl.flock`). Before each write a torn
+    last line left by a crash is moved to the side file (`tp_gym.runs.jsonl`). A failed
+    write (disk full, read-only) raises `OSError` naming the file.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd = open_append(path)
+        except OSError as error:
+            raise naming(error, path) from None
         self._mutex = threading.Lock()
 
     def write_lines(self, lines: Sequence[str]) -> None:
         """Append `lines` (each ending in a newline) and make them durable."""
         data = "".join(lines).encode("utf-8")
         with self._mutex:
-            if fcntl is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(self._fd, view)
-                    view = view[written:]
-                os.fsync(self._fd)
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                append_fd(self._fd, self.path, data)
+            except OSError as error:
+                raise naming(error, self.path) from None
 
     def close(self) -> None:
         """Close the file."""
@@ -276,44 +246,155 @@ class GroupCommit:
         self.check()
 
 
-@contextlib.contextmanager
-def dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory; fail fast if another run holds it."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+OUR_MARK = "tp_gym"
+"""The key every invocation in a manifest of ours carries (tp_gym's version)."""
+REPORT_OUTPUTS = ("report.md", "summary.csv", "*.png")
+"""What `tp-gym report` writes into a run directory (names and the plots' pattern)."""
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be used as asked (someone else's, a symlink inside, a
+    lock held): a one-line message naming the path."""
+
+
+def naming(error: OSError, path: Path) -> OSError:
+    """`error` as an `OSError` whose message names `path` (os.write's errors name none)."""
+    if error.filename is not None or str(path) in str(error):
+        return error
+    reason = error.strerror or str(error) or type(error).__name__
+    return type(error)(error.errno, f"{path}: {reason}")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory, renamed into
+    place once fsynced: a reader sees the old file or the new one, never a part. A symlink
+    at `path` is refused, never followed."""
+    if path.is_symlink():
+        raise RunDirError(f"{path}: is a symbolic link; refusing to write through it")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     try:
+        fd = os.open(temporary, flags, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"{run_dir}: another tp-gym eval is writing to this directory"
-            ) from None
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise naming(error, path) from None
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The manifest of `run_dir` if it is one of ours (None if missing or foreign)."""
+    path = run_dir / MANIFEST_FILE
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    invocations = manifest.get("invocations") if isinstance(manifest, dict) else None
+    if not isinstance(invocations, list) or not all(
+        isinstance(i, dict) and OUR_MARK in i for i in invocations
+    ):
+        return None
+    return manifest
+
+
+def check_ownership(run_dir: Path) -> None:
+    """Refuse (`RunDirError`) a directory tp_gym may not write in: not a directory, not
+    empty and without a manifest of ours, or holding a symlink where a run writes."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a directory")
+    if not run_dir.is_dir():
+        return
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
+    if entries and read_manifest(run_dir) is None:
+        raise RunDirError(
+            f"{run_dir}: not empty and not a tp-gym run directory (no {MANIFEST_FILE} of "
+            "ours); choose a new or empty directory"
+        )
+    for path in sorted(entries):
+        if path.is_symlink():
+            raise RunDirError(
+                f"{path}: a symbolic link inside the run directory; tp-gym never writes "
+                "through links, remove it"
+            )
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Take the run directory for this run: checked, created, locked, checked again.
+
+    Nothing is written before the exclusive lock is held (a second run on the same directory
+    fails at once with `RunDirError`, touching nothing), and a directory that is not ours
+    is refused before anything is created in it.
+    """
+    check_ownership(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise naming(error, run_dir) from None
+    lock = run_dir / LOCK_FILE
+    if lock.is_symlink():
+        raise RunDirError(f"{lock}: is a symbolic link; refusing to write through it")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as error:
+        raise naming(error, lock) from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(
+                    f"{run_dir}: another tp-gym run is writing to this directory"
+                ) from None
+        check_ownership(run_dir)  # what changed while we waited for the lock
         yield
     finally:
         os.close(fd)
 
 
+def clear_run(run_dir: Path, command: str) -> None:
+    """Remove the episodes, manifest and report of a previous run of `command` (the caller
+    holds the lock); `RunDirError` if the directory holds another command's run."""
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        return
+    if manifest.get("command") != command:
+        raise RunDirError(
+            f"{run_dir} holds the episodes of a `tp-gym {manifest.get('command', 'eval')}` run; "
+            f"choose another directory for `tp-gym {command}`"
+        )
+    doomed = [*episode_files(run_dir), run_dir / MANIFEST_FILE]
+    for pattern in REPORT_OUTPUTS:
+        doomed += run_dir.glob(pattern)
+    for path in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def write_manifest(
     run_dir: Path, grid: Grid | None, settings: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
+    """Add this invocation (its settings, when, which tp_gym) to ``run.json``, atomically."""
     from tp_gym import __version__
 
-    path = run_dir / MANIFEST_FILE
-    manifest: dict[str, Any] = {}
-    if path.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_manifest(run_dir) or {}
     invocation = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tp_gym": __version__,
+        OUR_MARK: __version__,
         **settings,
     }
     manifest.setdefault("invocations", []).append(invocation)
     if grid is not None:
         manifest["grid"] = grid.describe()
     manifest.update(metadata)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    atomic_write(run_dir / MANIFEST_FILE, text.encode("utf-8"))

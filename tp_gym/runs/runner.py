@@ -8,7 +8,10 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+import numpy as np
+from pydantic import BaseModel
 
+from tp_gym.actions import nested_too_deep, preview
 from tp_gym.runs.episode import EpisodeLog, StepRecord, Usage, judge
 
 if TYPE_CHECKING:
@@ -16,6 +19,9 @@ if TYPE_CHECKING:
     from tp_gym.env import OrgEnv
 
 MAX_LOGGED_ACTION_CHARS = 20_000
+"""An action's log entry holds at most this many characters of it (see `loggable`)."""
+MAX_LOGGED_ARRAY_ITEMS = 10_000
+"""A numpy array with more items is logged as a preview, not as a list."""
 FORMAT_ERROR = "format"
 """`EpisodeLog.error` of a study-protocol episode ended by a reply with no readable tool call."""
 
@@ -248,19 +254,31 @@ def finish_log(
 
 
 def loggable(action: Any) -> Any:
-    """A JSON-safe, bounded form of an action, as it will appear in the log."""
-    if hasattr(action, "model_dump"):
-        action = action.model_dump()
-    elif type(action).__module__ == "numpy":
-        action = action.item() if hasattr(action, "item") else repr(action)
+    """A JSON-safe, bounded form of an action, as it will appear in the log.
+
+    A JSON-like action is logged as its JSON (numpy scalars as numbers, numpy arrays of up
+    to `MAX_LOGGED_ARRAY_ITEMS` items as lists, a `ToolCall` as its dict); one whose JSON
+    is longer than `MAX_LOGGED_ACTION_CHARS` as ``{"truncated": <that JSON, cut>}``; one
+    nested past `MAX_ACTION_DEPTH` or that JSON cannot hold (a set, NaN, other objects) as
+    ``{"unserializable": <a preview of at most MAX_LOGGED_ACTION_CHARS characters>}``.
+    So every log line reads back, and equal actions log equally in every process.
+    """
+    if nested_too_deep(action):
+        return {"unserializable": preview(action, MAX_LOGGED_ACTION_CHARS)}
     try:
-        text = json.dumps(action, sort_keys=True, allow_nan=False)
+        plain = action.model_dump() if isinstance(action, BaseModel) else action
+        text = json.dumps(plain, sort_keys=True, allow_nan=False, default=_json_default)
     except (TypeError, ValueError, RecursionError):
-        try:
-            shown = repr(action)[:MAX_LOGGED_ACTION_CHARS]
-        except RecursionError:
-            shown = f"<{type(action).__name__} nested too deeply to show>"
-        return {"unserializable": shown}
+        return {"unserializable": preview(action, MAX_LOGGED_ACTION_CHARS)}
     if len(text) > MAX_LOGGED_ACTION_CHARS:
         return {"truncated": text[:MAX_LOGGED_ACTION_CHARS]}
     return json.loads(text)
+
+
+def _json_default(value: Any) -> Any:
+    """numpy values as JSON (`json.dumps` asks for what it cannot encode itself)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size <= MAX_LOGGED_ARRAY_ITEMS:
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -1,4 +1,4 @@
-"""Several processes playing one evaluation: `evaluate(..., workers=N)`.
+"""The worker-process backend: `evaluate(..., workers=N)` plays in N processes of this host.
 
 One Python process tops out at what litellm's own CPU cost per call allows (about 100 to
 150 calls per second on a 2-core machine), however many episodes wait on the network.
@@ -12,8 +12,8 @@ plays more of them. The run's concurrency is a pool of slots shared by all proce
 lane takes one before each episode). Helpers take seconds to start (each imports litellm),
 so this process plays with every slot until a helper says it is ready, then hands that
 helper its share: the run never waits for its helpers, and no more than `concurrency`
-episodes are ever in flight. All processes append to the same log (`EpisodeWriter` locks
-the file), and helpers report each finished episode back here for the progress display.
+episodes are ever in flight. Helpers send each finished episode (its log line and summary)
+back here, where the evaluation appends it to the log: only this process writes.
 
 Stopping: the caller's `stop` event (set by Ctrl-C or SIGTERM) reaches the helpers through
 a shared flag; they ignore SIGINT themselves, so a Ctrl-C in the terminal stops the run
@@ -30,10 +30,11 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from tp_gym.runs.evaluation import EpisodeDone, Job, PlaySettings, preload, run_jobs
+from tp_gym.runs.backends import Deliver, play_lanes
+from tp_gym.runs.grid import Job
+from tp_gym.runs.play import Finished, PlaySettings, preload
 
 POLL_SECONDS = 0.02
 """How often this process looks for helpers' reports (and helpers for the stop flag)."""
@@ -105,73 +106,86 @@ class SlotGate:
             self.in_flight.value -= 1
 
 
-async def run_with_workers(
-    jobs: Sequence[Job],
-    path: Path,
-    *,
-    workers: int,
-    concurrency: int,
-    settings: PlaySettings,
-    stop: asyncio.Event,
-    on_done: Callable[[EpisodeDone], None],
-) -> bool:
-    """Play `jobs` in this process and ``workers - 1`` helpers; True if all of them ran.
+class ProcessBackend:
+    """This process and ``workers - 1`` helper processes (see the module docstring)."""
 
-    Raises `RuntimeError` with the helper's traceback if a helper fails.
-    """
-    import multiprocessing
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
 
-    context = multiprocessing.get_context("spawn")
-    claimed = context.Value("q", 0)
-    in_flight = context.Value("q", 0)
-    events = context.Queue()
-    stop_flag = context.Event()
-    shares = lane_shares(concurrency, workers)
-    helpers = [
-        context.Process(
-            target=_helper_main,
-            args=(index, list(jobs), str(path), settings, events),
-            kwargs={
-                "claimed": claimed,
-                "gate": (in_flight, concurrency, shares[index]),
-                "stop_flag": stop_flag,
-                "parent": os.getpid(),
-            },
-            name=f"tp-gym-worker-{index}",
-            daemon=True,
+    async def play(
+        self,
+        jobs: Sequence[Job],
+        settings: PlaySettings,
+        *,
+        concurrency: int,
+        stop: asyncio.Event,
+        deliver: Deliver,
+    ) -> bool:
+        """Play `jobs` here and in the helpers; True if all of them ran.
+
+        Raises `RuntimeError` with the helper's traceback if a helper fails.
+        """
+        import multiprocessing
+
+        workers = max(1, min(self.workers, concurrency, len(jobs)))
+        if workers == 1:
+            return await play_lanes(
+                jobs, settings, concurrency=concurrency, stop=stop, deliver=deliver
+            )
+        context = multiprocessing.get_context("spawn")
+        claimed = context.Value("q", 0)
+        in_flight = context.Value("q", 0)
+        events = context.Queue()
+        stop_flag = context.Event()
+        shares = lane_shares(concurrency, workers)
+        helpers = [
+            context.Process(
+                target=_helper_main,
+                args=(index, list(jobs), settings, events),
+                kwargs={
+                    "claimed": claimed,
+                    "gate": (in_flight, concurrency, shares[index]),
+                    "stop_flag": stop_flag,
+                    "parent": os.getpid(),
+                },
+                name=f"tp-gym-worker-{index}",
+                daemon=True,
+            )
+            for index in range(1, workers)
+        ]
+        _start_ignoring_sigint(helpers)
+        gate = SlotGate(in_flight, concurrency, lanes=concurrency)
+        relay = _Relay(
+            helpers, events, deliver, stop, ready=lambda index: gate.retire(shares[index])
         )
-        for index in range(1, workers)
-    ]
-    _start_ignoring_sigint(helpers)
-    gate = SlotGate(in_flight, concurrency, lanes=concurrency)
-    relay = _Relay(helpers, events, on_done, stop, ready=lambda index: gate.retire(shares[index]))
-    forward = asyncio.create_task(_forward_stop(stop, stop_flag))
-    relaying = asyncio.create_task(relay.run())
-    try:
-        mine = await run_jobs(
-            jobs,
-            path,
-            concurrency=concurrency,
-            settings=settings,
-            stop=stop,
-            on_done=on_done,
-            claims=JobClaims(jobs, claimed),
-            gate=gate,
-        )
-        await relaying
-    except BaseException:
-        stop_flag.set()
-        raise
-    finally:
-        forward.cancel()
-        relaying.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        forward = asyncio.create_task(_forward_stop(stop, stop_flag))
+        relaying = asyncio.create_task(relay.run())
+        try:
+            mine = await play_lanes(
+                jobs,
+                settings,
+                concurrency=concurrency,
+                stop=stop,
+                deliver=deliver,
+                claims=JobClaims(jobs, claimed),
+                gate=gate,
+            )
             await relaying
-        for helper in helpers:
-            await asyncio.to_thread(helper.join, 30)
-    if relay.crash is not None:
-        raise RuntimeError(f"an evaluation worker failed:\n{relay.crash}")
-    return mine and relay.finished and not stop.is_set()
+        except BaseException:
+            stop_flag.set()
+            raise
+        finally:
+            forward.cancel()
+            relaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relaying
+            for helper in helpers:
+                await asyncio.to_thread(helper.join, 30)
+        if relay.crash is not None:
+            raise RuntimeError(f"an evaluation worker failed:\n{relay.crash}")
+        return mine and relay.finished and not stop.is_set()
 
 
 def _start_ignoring_sigint(helpers: list[Any]) -> None:
@@ -199,14 +213,14 @@ class _Relay:
         self,
         helpers: list[Any],
         events: Any,
-        on_done: Callable[[EpisodeDone], None],
+        deliver: Deliver,
         stop: asyncio.Event,
         ready: Callable[[int], None],
     ) -> None:
         self.helpers = helpers
         self.ready = ready
         self.events = events
-        self.on_done = on_done
+        self.deliver = deliver
         self.stop = stop
         self.running = {index for index in range(1, len(helpers) + 1)}
         self.finished = True
@@ -214,18 +228,18 @@ class _Relay:
 
     async def run(self) -> None:
         while self.running:
-            if self._drain():
+            if await self._drain():
                 continue
             if not any(self.helpers[index - 1].is_alive() for index in self.running):
                 # A helper's reports are all in the pipe once it has exited.
-                self._drain()
+                await self._drain()
                 if self.running:
                     self.crash = self.crash or "a worker process died without reporting"
                     self.stop.set()
                 return
             await asyncio.sleep(POLL_SECONDS)
 
-    def _drain(self) -> bool:
+    async def _drain(self) -> bool:
         """Handle every report waiting; True if there was one."""
         handled = False
         while True:
@@ -235,7 +249,7 @@ class _Relay:
                 return handled
             handled = True
             if kind == "done":
-                self.on_done(payload)
+                await self.deliver(payload)
                 continue
             if kind == "ready":
                 self.ready(index)
@@ -251,7 +265,6 @@ class _Relay:
 def _helper_main(
     index: int,
     jobs: list[Job],
-    path: str,
     settings: PlaySettings,
     events: Any,
     *,
@@ -277,13 +290,16 @@ def _helper_main(
 
         watcher = asyncio.create_task(watch())
         try:
-            return await run_jobs(
+
+            async def deliver(finished: Finished) -> None:
+                events.put(("done", index, finished))
+
+            return await play_lanes(
                 jobs,
-                Path(path),
+                settings,
                 concurrency=lanes,
-                settings=settings,
                 stop=stop,
-                on_done=lambda done: events.put(("done", index, done)),
+                deliver=deliver,
                 claims=JobClaims(jobs, claimed),
                 gate=SlotGate(in_flight, limit, lanes),
             )
