@@ -122,3 +122,19 @@ def test_the_extractor_reads_the_given_readme(tmp_path):
         "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/tp-gym demo",
         'python3 -m venv .venv && .venv/bin/pip install -e ".[dev]" && pytest',
     ]
+
+
+def test_every_subpackage_is_installed():
+    """A subpackage missing from pyproject's list works in an editable install and breaks
+    `pip install .`; every package directory must be listed."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        "tp_gym." + init.parent.relative_to(root / "tp_gym").as_posix().replace("/", ".")
+        for init in (root / "tp_gym").glob("*/__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
