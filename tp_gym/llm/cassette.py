@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from tp_gym.llm.completion import Completion
 from tp_gym.llm.errors import CassetteMissError
 from tp_gym.llm.redact import Redactor
+from tp_gym.runs.jsonl import TornLineWarning, append_lines
 
 CassetteMode = Literal["record", "replay", "auto"]
 MODES: tuple[str, ...] = ("record", "replay", "auto")
@@ -64,7 +65,9 @@ class _Store:
         self.signature = self._stat()
         if self.signature is None:
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        torn = bool(data) and not data.endswith(b"\n")
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -73,7 +76,14 @@ class _Store:
                 key = entry["key"]
                 entry["response"]["content"]  # noqa: B018 - shape check
             except (ValueError, KeyError, TypeError):
-                if number == len(lines):  # a torn last line from an interrupted run
+                if torn and number == len(lines):
+                    # Left by an interrupted run; the next record moves it to the side file.
+                    warnings.warn(
+                        f"{self.path}:{number}: incomplete last line (a crash while "
+                        "recording), not replayed",
+                        TornLineWarning,
+                        stacklevel=2,
+                    )
                     continue
                 raise ValueError(f"{self.path}:{number}: not a cassette entry") from None
             self.entries[key] = entry
@@ -88,11 +98,7 @@ class _Store:
         line = json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n"
         with self.lock:
             self.entries[entry["key"]] = entry
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_lines(self.path, [line])  # a torn last line goes to the side file first
             self.signature = self._stat()
 
 

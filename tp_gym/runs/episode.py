@@ -9,7 +9,7 @@ except in `timing`, which is None unless a runner fills it.
 from __future__ import annotations
 
 import json
-import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,37 +175,47 @@ def to_json_line(log: EpisodeLog) -> str:
 
 
 def write_jsonl(path: str | Path, logs: Iterable[EpisodeLog], *, append: bool = False) -> None:
-    """Write `logs` to `path`, one line each, flushed and fsynced."""
+    """Write `logs` to `path`, one line each, fsynced.
+
+    Appending repairs a torn last line first (kept in ``<path>.torn``, see
+    `tp_gym.runs.jsonl`); writing anew replaces the file atomically. A symlink at `path` is
+    refused, never followed.
+    """
+    from tp_gym.runs.jsonl import append_lines
+    from tp_gym.runs.rundir import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a" if append else "w", encoding="utf-8") as handle:
-        for log in logs:
-            handle.write(to_json_line(log))
-        handle.flush()
-        os.fsync(handle.fileno())
+    lines = [to_json_line(log) for log in logs]
+    if append:
+        append_lines(path, lines)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, "".join(lines).encode("utf-8"))
 
 
 def iter_jsonl(path: str | Path, *, skip_invalid: bool = False) -> Iterator[EpisodeLog]:
     """Yield the episodes of a JSONL file.
 
-    A line that is not a valid episode raises `ValueError` naming the file and line, unless
-    `skip_invalid` (used when resuming after a crash, where the last line may be torn).
+    A line that is not a valid episode raises `ValueError` naming the file and line; with
+    `skip_invalid` it is skipped with a `SkippedLineWarning` naming them instead (never
+    silently).
     """
+    from tp_gym.runs.jsonl import SkippedLineWarning, bad_line
+
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 yield EpisodeLog.model_validate_json(line)
             except ValidationError as error:
-                if skip_invalid:
-                    continue
                 first = error.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "line"
-                raise ValueError(
-                    f"{path}:{number}: not an episode log ({where}: {first['msg']})"
-                ) from None
+                problem = bad_line(path, number, f"not an episode log ({where}: {first['msg']})")
+                if not skip_invalid:
+                    raise problem from None
+                warnings.warn(f"{problem}; skipped", SkippedLineWarning, stacklevel=2)
 
 
 def read_jsonl(path: str | Path, *, skip_invalid: bool = False) -> list[EpisodeLog]:

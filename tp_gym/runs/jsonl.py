@@ -34,6 +34,10 @@ class TornLineWarning(UserWarning):
     """A file's incomplete last line was moved to its side file before appending."""
 
 
+class SkippedLineWarning(UserWarning):
+    """A reader asked to skip unreadable lines skipped one (the warning names it)."""
+
+
 def torn_path(path: Path) -> Path:
     """Where the torn fragments of `path` are kept."""
     return path.with_name(path.name + TORN_SUFFIX)
