@@ -38,6 +38,7 @@ from tp_gym.llm.conversation import (
     ReplyFormat,
     check_options,
 )
+from tp_gym.llm.providers import Transport
 from tp_gym.llm.retry import RetryPolicy
 from tp_gym.runs.episode import Usage
 
@@ -64,8 +65,9 @@ class LLMAgent:
     extended) and `window` (turns kept verbatim), `system_prompt`, `tool_choice` (e.g.
     "required"), the transport (`api_base`, `api_key`, `timeout` per call in seconds),
     retries (`max_retries`, `retry_base_delay`, `retry_max_delay`), a `cassette` path and
-    `cassette_mode` ("record", "replay" or "auto"); any other keyword (temperature,
-    max_tokens, top_p, ...) is passed to litellm with every request. Under the study
+    `cassette_mode` ("record", "replay" or "auto"), `transport` ("auto", "litellm" or
+    "openai": how calls are made, see `tp_gym.llm.client`); any other keyword
+    (temperature, max_tokens, top_p, ...) is sent with every request. Under the study
     protocol temperature 0.7 and max_tokens 4096 are sent unless given here (a value of
     None sends none).
     """
@@ -89,6 +91,7 @@ class LLMAgent:
         retry_max_delay: float = 30.0,
         cassette: str | Path | Cassette | None = None,
         cassette_mode: CassetteMode = "auto",
+        transport: Transport = "auto",
         **litellm_kwargs: Any,
     ) -> None:
         for old, new in RENAMED_OPTIONS.items():
@@ -119,6 +122,7 @@ class LLMAgent:
             retry=RetryPolicy(max_retries, retry_base_delay, retry_max_delay),
             cassette=cassette,
             cassette_mode=cassette_mode,
+            transport=transport,
             **litellm_kwargs,
         )
         self._given = set(litellm_kwargs)
@@ -195,7 +199,7 @@ class LLMAgent:
         return self._absorb(conversation, completion)
 
     async def aact(self, observation: dict[str, Any]) -> Any:
-        """`act` for asyncio runners: the same conversation, through `litellm.acompletion`."""
+        """`act` for asyncio runners: the same conversation, awaited (`LLMClient.acomplete`)."""
         conversation = self._prepare(observation)
         completion = await self.client.acomplete(
             conversation.messages(), conversation.request_tools, self._tool_choice(conversation)

@@ -32,3 +32,14 @@ class CassetteMissError(LLMError):
 
 class EmptyResponseError(Exception):
     """The provider answered 200 with no choices; treated like a transient server error."""
+
+
+class MalformedResponseError(EmptyResponseError):
+    """The provider answered 200 with a body that is not a chat completion (broken JSON);
+    retried like an empty answer."""
+
+    status_code = 200
+
+
+class MissingCredentialsError(Exception):
+    """No API key was given and none is set in the provider's variables (an auth error)."""

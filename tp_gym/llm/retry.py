@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from tp_gym.llm.errors import EmptyResponseError
+from tp_gym.llm.errors import EmptyResponseError, MissingCredentialsError
 
 Verdict = Literal["retry", "auth", "request"]
 
@@ -62,6 +62,8 @@ def status_of(error: BaseException) -> int | None:
 
 def classify(error: BaseException) -> Verdict:
     """Decide whether `error` from a completion call is retryable, an auth or a request error."""
+    if isinstance(error, MissingCredentialsError):
+        return "auth"
     text = str(error).lower()
     if any(hint in text for hint in _CREDENTIAL_HINTS):
         return "auth"
