@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate")
@@ -66,8 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = " ".join(str(message).split()) or "failed"
         print(f"tp-gym {args.command}: error: {line}", file=sys.stderr)
 
+    def warn(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        print(f"tp-gym {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.handler(args) or EXIT_OK)
+        with warnings.catch_warnings():
+            warnings.showwarning = warn  # one line each, no source line
+            return int(args.handler(args) or EXIT_OK)
     except (CommandError, RunDirError, OSError) as error:
         fail(error)  # OSError: disk full, read-only, permissions; the message names the path
         return EXIT_USAGE

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tp_gym import metrics
 from tp_gym.classify import BEHAVIOUR_CLASSES
-from tp_gym.runs.rundir import atomic_write
+from tp_gym.runs.rundir import atomic_write, refuse_symlinks
 from tp_gym.runs.runner import FORMAT_ERROR
 from tp_gym.variables import EXTENDED_ONLY
 
@@ -107,12 +107,16 @@ def write_report(
 ) -> ReportFiles:
     """Write ``report.md``, ``summary.csv`` and the plots for the run in `run_dir`.
 
-    `out_dir` defaults to `run_dir`. Raises what `load_run` raises for a missing directory
-    or a corrupt log, and `ValueError` for a run without episodes.
+    `out_dir` defaults to `run_dir`. Every file is written atomically (a failed write
+    leaves the previous one). Raises what `load_run` raises for a missing directory or a
+    corrupt log, `ValueError` for a run without episodes, `RunDirError` for a symbolic link
+    inside the run directory, and `OSError` naming the file that could not be written.
     """
     from tp_gym.runs.evaluation import MANIFEST_FILE, episode_files, load_run
 
     run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        refuse_symlinks(run_dir)
     logs = load_run(run_dir)
     if not logs:
         raise ValueError(f"{run_dir}: the run has no episodes yet")

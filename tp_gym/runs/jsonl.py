@@ -83,7 +83,7 @@ def repair_fd(fd: int, path: Path) -> int:
     side = torn_path(path)
     side_fd = os.open(side, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        _write_all(side_fd, fragment + b"\n")
+        write_all(side_fd, fragment + b"\n")
         os.fsync(side_fd)
     finally:
         os.close(side_fd)
@@ -129,7 +129,7 @@ def append_fd(fd: int, path: Path, data: bytes) -> None:
     write, fsync."""
     with locked(fd):
         repair_fd(fd, path)
-        _write_all(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
 
 
@@ -144,7 +144,8 @@ def append_lines(path: str | Path, lines: Sequence[str]) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (`os.write` may write less than asked)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tp_gym.runs.grid import EpisodeKey, Grid
-from tp_gym.runs.jsonl import append_fd, bad_line, fcntl, open_append, repair
+from tp_gym.runs.jsonl import append_fd, bad_line, fcntl, open_append, repair, write_all
 from tp_gym.variables import parse_variables
 
 FILE_LOCKS = fcntl is not None
@@ -276,9 +276,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         fd = os.open(temporary, flags, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -319,7 +317,13 @@ def check_ownership(run_dir: Path) -> None:
             f"{run_dir}: not empty and not a tp-gym run directory (no {MANIFEST_FILE} of "
             "ours); choose a new or empty directory"
         )
-    for path in sorted(entries):
+    refuse_symlinks(run_dir)
+
+
+def refuse_symlinks(run_dir: Path) -> None:
+    """`RunDirError` naming the first symbolic link inside `run_dir` (tp-gym neither writes
+    nor reads a run through links: a planted link would have its target overwritten)."""
+    for path in sorted(run_dir.iterdir()):
         if path.is_symlink():
             raise RunDirError(
                 f"{path}: a symbolic link inside the run directory; tp-gym never writes "
