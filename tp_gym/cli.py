@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate")
 
@@ -33,11 +34,19 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `tp-gym` parser with every subcommand configured."""
     from tp_gym import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tp-gym",
         description=(
             "tp_gym: Gymnasium environments that measure Toxic Proactivity, agents that break "
@@ -45,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"tp-gym {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"tp_gym.commands.{name}_cmd")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
