@@ -1,12 +1,17 @@
-"""The run directory: the episode log a run appends to, its manifest and its lock.
+"""The run directory: the episode log a run appends to, its manifest, its lock, its rules.
 
 ``DIR/episodes.jsonl`` holds one `EpisodeLog` per line (``episodes-*.jsonl`` shards copied
-in are read too). `EpisodeWriter` appends lines with one `write` under an exclusive file
-lock, then fsyncs, so several processes can share the log; `GroupCommit` batches the
-lines of episodes that finish together into one write and one fsync, in a background
-thread. A torn last line (a process died inside `write`) is cut off by `repair_tail`;
-`load_run` reads a run strictly, naming the file and line of anything that is not an
-episode or appears twice.
+in are read too); ``DIR/run.json`` is the manifest (what was asked, never credentials).
+
+The directory is the run's alone (`run_dir_lock`): one that is not empty and holds no
+manifest of ours is refused, and so is a symbolic link inside it (`refuse_symlinks`); the
+exclusive lock is taken before anything is written. `EpisodeWriter` appends lines with one
+`write` under a file lock, then fsyncs, after moving a torn last line to its side file
+(`tp_gym.runs.jsonl`); `GroupCommit` batches the lines of episodes that finish together
+into one write and one fsync, in a background thread. `atomic_write` puts whole files
+(manifest, report, plots) in place by rename. `load_run` reads a run strictly, naming the
+file and line of anything that is not an episode or appears twice. A failed write raises
+`OSError` naming the file.
 """
 
 from __future__ import annotations
