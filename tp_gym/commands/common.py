@@ -125,6 +125,7 @@ LLM_OPTIONS: tuple[str, ...] = (
     "max_retries",
     "cassette",
     "cassette_mode",
+    "transport",
 )
 """`LLMAgent` keyword options that `add_llm_flags` puts on the command line."""
 
@@ -179,6 +180,15 @@ def add_llm_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         default=None,
         help="record: always call and save; replay: only from the cassette (strict); "
         "auto: replay when recorded, else call and record",
+    )
+    llm.add_argument(
+        "--transport",
+        choices=("auto", "litellm", "openai"),
+        default=None,
+        help="how model calls are made: openai: the openai SDK straight to an "
+        "OpenAI-compatible --api-base (vLLM, SGLang, Ollama, a gateway), without litellm's "
+        "CPU cost per call; litellm: through litellm, for every provider; auto (default): "
+        "openai for an openai/ or hosted_vllm/ model with --api-base, litellm otherwise",
     )
     llm.add_argument(
         "--narrator",
