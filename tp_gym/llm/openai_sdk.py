@@ -11,8 +11,9 @@ module holds the SDK clients `LLMClient` uses when its transport is ``openai``:
 - the SDK's own retries are off (``max_retries=0``): `LLMClient` retries, as it does
   for litellm, so both transports retry, back off and fail alike;
 - `request_kwargs` turns a request as `LLMClient.build_request` builds it (the very dict a
-  cassette is keyed by) into SDK arguments: the model without its provider prefix, and
-  any parameter the SDK's signature does not know sent in ``extra_body``.
+  cassette is keyed by) into SDK arguments: the model without its provider prefix, the
+  messages without None fields (as litellm sends them), and any parameter the SDK's
+  signature does not know sent in ``extra_body``.
 
 The openai package is imported on first use, never by ``import tp_gym``.
 """
@@ -122,6 +123,8 @@ def request_kwargs(request: dict[str, Any], model: str, timeout: float) -> dict[
     for name, value in request.items():
         if name == "model":
             kwargs["model"] = model
+        elif name == "messages":
+            kwargs[name] = [_without_nulls(message) for message in value]
         elif name in known:
             kwargs[name] = value
         else:
@@ -129,3 +132,11 @@ def request_kwargs(request: dict[str, Any], model: str, timeout: float) -> dict[
     if extra:
         kwargs["extra_body"] = extra
     return kwargs
+
+
+def _without_nulls(message: Any) -> Any:
+    """A message without its None fields, as litellm sends it (``"content": null`` beside
+    tool calls is left out), so both transports send the same conversation."""
+    if isinstance(message, dict) and any(value is None for value in message.values()):
+        return {key: value for key, value in message.items() if value is not None}
+    return message
