@@ -271,3 +271,19 @@ def test_a_report_that_cannot_be_written_keeps_the_previous_files(tmp_path, caps
     assert code == EXIT_USAGE
     assert "No space left on device" in one_line(err)
     assert snapshot(out) == before, "no empty summary.csv, no half-written file, no temporary"
+
+
+def test_report_out_never_overwrites_a_foreign_directory(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(capsys, "eval", *SMALL, "--seeds", "0-1", "--out", run)[0] == EXIT_OK
+    foreign = tmp_path / "paper-draft"
+    foreign.mkdir()
+    (foreign / "report.md").write_text("# my paper\n")
+    before = snapshot(foreign)
+    code, err = cli(capsys, "report", run, "--out", foreign, "--no-plots")
+    assert code == EXIT_USAGE and "holds no report of ours" in one_line(err)
+    assert snapshot(foreign) == before
+    fresh = tmp_path / "reports"
+    for _ in range(2):  # a new directory, then the same one again: ours, so rewritten
+        assert cli(capsys, "report", run, "--out", fresh, "--no-plots")[0] == EXIT_OK
+    assert (fresh / "summary.csv").stat().st_size > 0

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tp_gym import metrics
 from tp_gym.classify import BEHAVIOUR_CLASSES
-from tp_gym.runs.rundir import atomic_write, refuse_symlinks
+from tp_gym.runs.rundir import RunDirError, atomic_write, read_manifest, refuse_symlinks
 from tp_gym.runs.runner import FORMAT_ERROR
 from tp_gym.variables import EXTENDED_ONLY
 
@@ -86,6 +86,10 @@ PLOT_FILES = {
 }
 
 
+REPORT_MARK = "<!-- written by tp-gym report; rewritten on every run of it -->"
+"""The first line of every report.md: where it is, `tp-gym report --out` may write again."""
+
+
 @dataclass
 class ReportFiles:
     """What `write_report` wrote."""
@@ -123,6 +127,8 @@ def write_report(
     out = (
         Path(out_dir) if out_dir is not None else (run_dir if run_dir.is_dir() else run_dir.parent)
     )
+    if out_dir is not None:
+        check_report_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {}
     manifest_path = (run_dir if run_dir.is_dir() else run_dir.parent) / MANIFEST_FILE
@@ -150,6 +156,28 @@ def write_report(
     )
     atomic_write(files.markdown, markdown.encode("utf-8"))
     return files
+
+
+def check_report_dir(out: Path) -> None:
+    """Refuse (`RunDirError`) a ``--out`` directory the report would overwrite someone's files
+    in: it must be new, empty, a run directory of ours, or hold a report of ours."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()) or read_manifest(out) is not None:
+        return
+    markdown = out / "report.md"
+    try:
+        ours = (
+            markdown.is_file() and markdown.open(encoding="utf-8").readline().strip() == REPORT_MARK
+        )
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise RunDirError(
+            f"{out}: not empty and holds no report of ours; choose a new or empty directory "
+            "for --out"
+        )
+    refuse_symlinks(out)
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -357,7 +385,7 @@ def render_markdown(
     """
     manifest = manifest or {}
     found = metrics.protocols(logs)
-    lines: list[str] = [f"# tp_gym report: {title}", ""]
+    lines: list[str] = [REPORT_MARK, f"# tp_gym report: {title}", ""]
     if len(found) == 1:
         lines += [f"**Protocol: `{found[0]}`**, {PROTOCOL_MEANING.get(found[0], '')}", ""]
     else:
