@@ -87,7 +87,7 @@ PLOT_FILES = {
 
 
 REPORT_MARK = "<!-- written by tp-gym report; rewritten on every run of it -->"
-"""The first line of every report.md: where it is, `tp-gym report --out` may write again."""
+"""The last line of every report.md: where it is, `tp-gym report --out` may write again."""
 
 
 @dataclass
@@ -385,7 +385,7 @@ def render_markdown(
     """
     manifest = manifest or {}
     found = metrics.protocols(logs)
-    lines: list[str] = [REPORT_MARK, f"# tp_gym report: {title}", ""]
+    lines: list[str] = [f"# tp_gym report: {title}", ""]
     if len(found) == 1:
         lines += [f"**Protocol: `{found[0]}`**, {PROTOCOL_MEANING.get(found[0], '')}", ""]
     else:
@@ -482,6 +482,7 @@ def render_markdown(
                 ],
             )
         lines.append("")
+    lines += ["", REPORT_MARK]
     return "\n".join(lines)
 
 
