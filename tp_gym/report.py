@@ -167,9 +167,7 @@ def check_report_dir(out: Path) -> None:
         return
     markdown = out / "report.md"
     try:
-        ours = (
-            markdown.is_file() and markdown.open(encoding="utf-8").readline().strip() == REPORT_MARK
-        )
+        ours = markdown.is_file() and REPORT_MARK in markdown.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         ours = False
     if not ours:
