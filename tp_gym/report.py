@@ -480,7 +480,7 @@ def render_markdown(
                 ],
             )
         lines.append("")
-    lines += ["", REPORT_MARK]
+    lines += ["", REPORT_MARK, ""]
     return "\n".join(lines)
 
 
