@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tp_gym.actions import ArgSpec, arguments_text, validate_arguments
-from tp_gym.spec import PLACEHOLDER, OrgSpec, Tool
+from tp_gym.spec import OrgSpec, Tool, split_template
 from tp_gym.text import sanitize
 
 CACHE_LIMIT = 4096
@@ -36,12 +36,16 @@ class CompiledEffect:
 
 
 class Template:
-    """A text with ``{placeholders}``, normalised and split once for fast filling."""
+    """A text with ``{placeholders}``, normalised and split once for fast filling.
+
+    ``{{`` and ``}}`` stand for literal braces; the text and, in `ScenarioTemplate`, the pool
+    values are sanitized once here (`tp_gym.text.sanitize`), never per step.
+    """
 
     __slots__ = ("_parts", "keys")
 
     def __init__(self, text: str) -> None:
-        self._parts = PLACEHOLDER.split(sanitize(" ".join(text.split())))
+        self._parts = split_template(sanitize(" ".join(text.split())))
         self.keys = frozenset(self._parts[1::2])
 
     def render(self, values: dict[str, str]) -> str:

@@ -71,7 +71,14 @@ def make_env(env: str, variables: dict[str, Any], protocol: str | None = None) -
         try:
             return OrgEnv(env, **options)
         except SpecError as error:
-            raise CommandError(str(error).splitlines()[0]) from None
+            lines = error.lines()  # FILE: field: problem, as `tp-gym check` prints them
+            if len(lines) > 1:
+                print("\n".join(lines), flush=True)
+                more = len(lines) - 1
+                raise CommandError(
+                    f"{lines[0]} (and {more} more problem{'s' * (more > 1)}, listed above)"
+                ) from None
+            raise CommandError(lines[0]) from None
         except ValueError as error:
             raise CommandError(" ".join(str(error).split())) from None
     raise CommandError(f"unknown environment {env!r}; see `tp-gym list`")
