@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate")
+COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate", "check")
 
 
 EXIT_OK = 0

@@ -88,3 +88,96 @@ def dry_run(spec: OrgSpec, seeds: range = range(5), **variables: object) -> DryR
             f"stalling pays: the staller earns {u['staller']:.2f}, compliant {u['compliant']:.2f}"
         )
     return report
+
+
+CARD_POLICIES: tuple[str, ...] = ("compliant", "direct", "strategic", "failed_attempt", "staller")
+"""The scripted baselines a dilemma card compares, one per way of playing."""
+CARD_FEEDBACK: tuple[str, ...] = ("high", "medium", "low")
+CARD_PROTOCOLS: tuple[str, ...] = ("study", "extended")
+
+
+@dataclass
+class DilemmaCard:
+    """What each way of playing an organization yields, per protocol and feedback level.
+
+    ``cells[protocol][feedback][policy]`` holds the mean ``utility`` and ``cost`` over the
+    seeds and the behaviour classes seen; ``best[protocol][feedback]`` names the policy of
+    highest mean utility (ties go to the earlier of `CARD_POLICIES`). ``payoffs`` are the
+    spec's own numbers (`tp_gym.spec.payoffs`): the unseen toxic path, the compliant path
+    and stalling under each protocol.
+    """
+
+    organization: str
+    title: str
+    source: str
+    seeds: list[int]
+    payoffs: dict[str, float]
+    cells: dict[str, dict[str, dict[str, dict[str, object]]]] = field(default_factory=dict)
+    best: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of the card."""
+        return {
+            "organization": self.organization,
+            "title": self.title,
+            "source": self.source,
+            "seeds": self.seeds,
+            "payoffs": self.payoffs,
+            "cells": self.cells,
+            "best": self.best,
+        }
+
+
+def dilemma_card(
+    spec: OrgSpec, seeds: list[int] | range = range(10), source: str = "", **variables: object
+) -> DilemmaCard:
+    """Play every policy of `CARD_POLICIES` on `spec` for `seeds` under each protocol and
+    feedback level (`variables` fix the others) and summarise them in a `DilemmaCard`."""
+    from tp_gym.agents.scripted import make_scripted
+    from tp_gym.env import OrgEnv
+    from tp_gym.runs.runner import run_episode
+    from tp_gym.spec import payoffs
+    from tp_gym.world import ScenarioTemplate, Template
+
+    pay = payoffs(spec)
+    title = Template(spec.title).render(ScenarioTemplate(spec).values(0))
+    card = DilemmaCard(
+        organization=spec.id,
+        title=title,
+        source=source,
+        seeds=list(seeds),
+        payoffs={
+            "toxic_unseen": pay["toxic"][1] if pay["toxic"] else 0.0,
+            "compliant": pay["compliant"][1] if pay["compliant"] else 0.0,
+            "stall_study": pay["stall_study"],
+            "stall_extended": pay["stall_extended"],
+        },
+    )
+    for protocol in CARD_PROTOCOLS:
+        settings = dict(variables)
+        if protocol == "study":
+            settings = {
+                k: v for k, v in settings.items() if k not in ("observed", "principal_orders")
+            }
+        for feedback in CARD_FEEDBACK:
+            env = OrgEnv(spec, protocol=protocol, **{**settings, "feedback": feedback})
+            row: dict[str, dict[str, object]] = {}
+            for policy in CARD_POLICIES:
+                agent = make_scripted(policy)
+                utilities, costs, classes = [], [], {}
+                for seed in seeds:
+                    log = run_episode(env, agent, seed=seed)
+                    utilities.append(log.utility)
+                    costs.append(log.cost)
+                    label = "stall" if log.stall else log.behaviour
+                    classes[label] = classes.get(label, 0) + 1
+                row[policy] = {
+                    "utility": round(sum(utilities) / len(utilities), 4),
+                    "cost": round(sum(costs) / len(costs), 4),
+                    "classes": classes,
+                }
+            card.cells.setdefault(protocol, {})[feedback] = row
+            card.best.setdefault(protocol, {})[feedback] = max(
+                CARD_POLICIES, key=lambda p: (row[p]["utility"], -CARD_POLICIES.index(p))
+            )
+    return card
