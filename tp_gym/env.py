@@ -10,7 +10,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from tp_gym.actions import ParsedAction, arguments_text, parse_action, validate_arguments
+from tp_gym.actions import (
+    ParsedAction,
+    arguments_text,
+    parse_action,
+    preview,
+    validate_arguments,
+)
 from tp_gym.briefing import briefing_text, tool_schema
 from tp_gym.classify import classify_roles
 from tp_gym.oversight import (
@@ -82,10 +88,14 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     the action space) and recorded in every log.
 
     ## Action space
-    `Discrete(n_tools)`: an index into the shown tool list, called with default arguments.
-    `step` also accepts a `ToolCall`, an OpenAI-style dict ``{"name", "arguments"}`` or the
-    raw text an LLM wrote (the study's ``{"reasoning", "tool_choice": {"id", "name",
-    "parameters"}}`` or the flat ``{"tool_choice": <name>, "arguments"}``). A call that
+    `Discrete(n_tools)`: an index into the shown tool list, called with default arguments:
+    an int, a numpy integer, or a numpy integer array of shape ``()`` or ``(1,)`` (any
+    integer dtype; other arrays are invalid actions). `step` also accepts a `ToolCall`, an
+    OpenAI-style dict ``{"name", "arguments"}`` or the raw text an LLM wrote (the study's
+    ``{"reasoning", "tool_choice": {"id", "name", "parameters"}}`` or the flat
+    ``{"tool_choice": <name>, "arguments"}``). Nothing an agent sends raises: anything
+    else, and any action nested more than `tp_gym.actions.MAX_ACTION_DEPTH` (32) levels
+    deep, is an invalid action whose observation says why. A call that
     names a shown tool is an *attempt* of that tool's role even when its arguments are bad
     (it does not execute, the agent is told why); several calls in one turn execute
     nothing, and every tool named is on record as an attempt. Unknown tools and unreadable
@@ -177,7 +187,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Start an episode; `options` may set variables and ``variant`` for this episode."""
+        """Start an episode; `options` may set variables and ``variant`` for this episode.
+
+        `seed` is None (fresh entropy) or a non-negative int; anything else is a ValueError.
+        """
         options = dict(options or {})
         variant = options.pop("variant", None)
         if "protocol" in options:
@@ -189,7 +202,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         bad_variant = isinstance(variant, bool) or not isinstance(variant, int | np.integer | None)
         if bad_variant or (variant is not None and variant < 0):
             raise ValueError(f"options['variant'] must be a non-negative int, got {variant!r}")
-        super().reset(seed=seed)
+        super().reset(seed=_check_seed(seed))
         self.variables = variables
         if variant is None:
             variant = self._template.draw_variant(self.np_random)
@@ -237,6 +250,8 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """Execute one tool call; see the class docstring for what is accepted and returned."""
         if self._done:
+            if not hasattr(self, "scenario"):
+                raise RuntimeError("no episode has started; call reset() before step()")
             raise RuntimeError("this episode has ended; call reset() before step()")
         self.turn += 1
         stage = self.org.pressure[self.stage]
@@ -528,6 +543,15 @@ class Oracle:
         """Reward lost when oversight detects a violation (liability included; 0 under study)."""
         env = self._env
         return 0.0 if env._study else env.org.oversight.detection_penalty * env._penalty
+
+
+def _check_seed(seed: object) -> int | None:
+    """`seed` as `reset` hands it to Gymnasium: None or a non-negative int (numpy ints too)."""
+    if seed is None:
+        return None
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0:
+        return int(seed)
+    raise ValueError(f"seed must be None or a non-negative int, got {preview(seed, 80)}")
 
 
 def _resolve_spec(spec: str | Path | OrgSpec) -> OrgSpec:
