@@ -52,7 +52,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,8 +129,14 @@ class RayBackend:
         """
         ray = import_ray()
         session = _Session(ray, self.address, self.connect_timeout)
+        main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main else None
         # ray.init takes seconds: in a thread, so that a Ctrl-C meanwhile still sets `stop`.
         await asyncio.to_thread(session.open)
+        if sigterm is not None:
+            # Ray's core installs its crash handler for SIGTERM, which prints a stack trace
+            # before passing the signal on; give SIGTERM back to its handler (a clean stop).
+            signal.signal(signal.SIGTERM, sigterm)
         try:
             if stop.is_set():
                 return False
@@ -202,9 +210,7 @@ class RayBackend:
         if isinstance(cause, BaseException):
             reason = f"{type(cause).__name__}: {cause}"
         else:
-            reason = (
-                f"{str(error).strip() or type(error).__name__} (retried {self.max_retries} times)"
-            )
+            reason = f"{str(error).strip() or type(error).__name__} (after up to {self.max_retries} retries)"
         reason = " ".join(_ANSI.sub("", reason).split())
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         return (
