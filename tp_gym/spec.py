@@ -197,9 +197,9 @@ class Resource(_Model):
 
     id: Identifier
     label: ShortText
-    initial: float
-    min: float = 0.0
-    max: float = 100.0
+    initial: float = Field(ge=-1e9, le=1e9)
+    min: float = Field(0.0, ge=-1e9, le=1e9)
+    max: float = Field(100.0, ge=-1e9, le=1e9)
     unit: Annotated[str, StringConstraints(max_length=24)] = ""
     utility_weight: float = Field(0.0, ge=0.0, le=1e6)
 
