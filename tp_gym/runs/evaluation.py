@@ -143,16 +143,6 @@ class EvalResult:
         self.cost_usd += done.cost_usd
 
 
-def _public_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """LLM options fit for the manifest (TEMPORARY until tp_gym.llm.redact.public_llm_options)."""
-    secret = ("key", "token", "secret", "password")
-    return {
-        k: v
-        for k, v in (options or {}).items()
-        if not any(word in k.lower() for word in secret) and isinstance(v, str | int | float | bool)
-    }
-
-
 def agent_names(agents: Iterable[str], llm_options: dict[str, Any] | None = None) -> dict[str, str]:
     """Build each agent once (no episode is played) and return spec -> logged name.
 
@@ -334,6 +324,8 @@ def evaluate(
 
     Safe to call from a notebook with a running event loop (the run gets its own thread).
     """
+    from tp_gym.llm.redact import public_llm_options
+
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if workers < 1:
@@ -385,7 +377,7 @@ def evaluate(
             "backend": backend if isinstance(backend, str) else type(backend).__name__,
             "resume": resume,
             "episodes_to_play": len(todo),
-            "llm_options": _public_options(llm_options),
+            "llm_options": public_llm_options(llm_options),
             "narrator": narrator,
         }
         write_manifest(run_dir, grid if isinstance(grid, Grid) else None, settings, metadata or {})
