@@ -270,6 +270,7 @@ def test_a_killed_driver_and_a_ctrl_c_then_resume_play_every_episode_once(tmp_pa
     out = tmp_path / "run"
     log = out / EPISODES_FILE
     total = len(llm_keys())
+    model.most_in_flight = 0
     # SIGKILL of the driver: its tasks go with it, what is written stays
     process = start(llm_command(out, cluster, model), driver_env(cluster))
     wait_for_lines(process, log, 3)
@@ -299,6 +300,7 @@ def test_a_killed_driver_and_a_ctrl_c_then_resume_play_every_episode_once(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "already in the log" in done.stderr
     assert keys_once(out) == llm_keys()
+    assert 1 <= model.most_in_flight <= 4, "never more episodes in flight than --concurrency"
 
 
 def test_an_address_with_nothing_there_is_one_line_and_exit_2(tmp_path, cluster):

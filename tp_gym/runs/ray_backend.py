@@ -34,7 +34,10 @@ already connected (the caller ran ``ray.init``), that connection is used and lef
 
 Every node needs tp_gym importable by its Ray workers, in the same version as the driver:
 ``pip install 'tp_gym[ray]'`` in the Python environment that runs ``ray start``. A Ray
-instance started here, from this environment, has it.
+instance started here, from this environment, has it. Ray workers do not inherit the
+driver's environment: the provider credentials the run's models read (``OPENAI_API_KEY``,
+...) are taken from this process's environment and passed to the tasks through Ray's
+object store (see `credentials`); the other LLM options travel in the `PlaySettings`.
 
 Resources: every task asks for `num_cpus_per_episode` CPUs. By default that is 1 for runs
 of scripted agents only (their episodes use the CPU and nothing else) and 0.25 when the run
