@@ -102,6 +102,7 @@ def cluster() -> Iterator[Cluster]:
     # Loopback only, so no token: every driver says so too (Ray would otherwise turn token
     # authentication on whenever ~/.ray/auth_token exists).
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("OPENAI_API_KEY", None)  # the workers get the key from the driver only
     start = subprocess.Popen(
         [
             executable,
