@@ -227,12 +227,6 @@ def test_errors_never_show_url_credentials(api_key, transport):
     assert "127.0.0.1" in quoted
 
 
-@pytest.mark.xfail(
-    reason="WIRING: tp_gym/runs/evaluation.py writes llm_options to run.json through its own "
-    "_public_options, which keeps the api_base's userinfo; passes once it calls "
-    "tp_gym.llm.redact.public_llm_options",
-    strict=False,
-)
 def test_no_run_file_carries_a_secret_of_the_api_base(server, api_key, tmp_path):
     secret = "SECRET-userinfo-7c1e"
     base = server.base_url.replace("http://", f"http://tpuser:{secret}@")

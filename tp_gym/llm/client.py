@@ -214,18 +214,18 @@ class LLMClient:
 
     def _call_openai(self, request: dict[str, Any]) -> Completion:
         client = openai_sdk.sync_client(self.api_base, self._sdk_key())
-        kwargs = openai_sdk.request_kwargs(request, sdk_model(self.model), self.timeout)
+        body = openai_sdk.request_body(request, sdk_model(self.model))
         try:
-            response = client.chat.completions.create(**kwargs)
+            response = openai_sdk.create(client, body, self.timeout)
         except ValueError as error:  # a 200 whose body is not JSON
             raise MalformedResponseError(f"the answer is not a chat completion: {error}") from None
         return self._to_completion(request, response, self._sdk_price(response))
 
     async def _acall_openai(self, request: dict[str, Any]) -> Completion:
         client = openai_sdk.async_client(self.api_base, self._sdk_key())
-        kwargs = openai_sdk.request_kwargs(request, sdk_model(self.model), self.timeout)
+        body = openai_sdk.request_body(request, sdk_model(self.model))
         try:
-            response = await client.chat.completions.create(**kwargs)
+            response = await openai_sdk.acreate(client, body, self.timeout)
         except ValueError as error:  # a 200 whose body is not JSON
             raise MalformedResponseError(f"the answer is not a chat completion: {error}") from None
         return self._to_completion(request, response, self._sdk_price(response))
