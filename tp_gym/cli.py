@@ -99,4 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m tp_gym.cli` runs this file as `__main__`; the commands raise the errors of
+    # the imported `tp_gym.cli`, so that module's `main` must be the one that catches them.
+    from tp_gym.cli import main as imported_main
+
+    sys.exit(imported_main())

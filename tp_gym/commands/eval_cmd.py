@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import os
 from typing import Any
 
 from tp_gym.commands.common import PROTOCOL_HELP, add_llm_flags, add_protocol_flag, llm_options
@@ -180,7 +181,8 @@ def build_grid(args: argparse.Namespace) -> Any:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tp_gym.cli import EXIT_ERRORS, EXIT_OK, EXIT_STOPPED, CommandError
+    from tp_gym.cli import EXIT_ERRORS, EXIT_OK, EXIT_STOPPED, TRACEBACK_VARIABLE, CommandError
+    from tp_gym.runs.backends import BackendError
     from tp_gym.runs.evaluation import evaluate
 
     if args.concurrency < 1:
@@ -215,10 +217,12 @@ def main(args: argparse.Namespace) -> int:
         raise CommandError(
             str(error).splitlines()[0] if str(error) else type(error).__name__
         ) from None
-    except RuntimeError as error:
-        if "worker failed" in str(error):
-            console.print(str(error), markup=False, soft_wrap=True)
-        raise CommandError(str(error).splitlines()[0] if str(error) else "RuntimeError") from None
+    except BackendError as error:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            console.print(str(error), markup=False, soft_wrap=True)  # the worker's traceback
+        raise CommandError(
+            f"{str(error).splitlines()[0]} (set {TRACEBACK_VARIABLE}=1 for the worker's traceback)"
+        ) from None
     print_result(console, result)
     if result.interrupted:
         return EXIT_STOPPED

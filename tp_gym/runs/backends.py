@@ -26,6 +26,12 @@ from tp_gym.runs.play import EnvPool, Finished, PlaySettings, play_job, preload,
 if TYPE_CHECKING:
     from tp_gym.runs.workers import SlotGate
 
+
+class BackendError(RuntimeError):
+    """Episodes could not be played (a worker process crashed, a Ray task failed for good).
+    The first line says what; the rest, if any, is the worker's traceback."""
+
+
 Deliver = Callable[[Finished], Awaitable[None]]
 """Receives each finished episode (awaited: it may hold the backend back)."""
 

@@ -375,6 +375,7 @@ def evaluate(
             "concurrency": concurrency,
             "workers": workers,
             "backend": backend if isinstance(backend, str) else type(backend).__name__,
+            "address": public_llm_options({"address": address}).get("address"),
             "resume": resume,
             "episodes_to_play": len(todo),
             "llm_options": public_llm_options(llm_options),

@@ -18,7 +18,7 @@ Guarantees:
 - **A task that fails for good** (its worker died more than `max_retries` times, or the
   task itself raised, e.g. tp_gym missing on a node) delivers nothing. No new task is
   submitted after it; once the tasks in flight are done (and delivered), `play` raises
-  `RuntimeError` naming the job and the cause. ``--resume`` plays it later.
+  `BackendError` naming the job and the cause. ``--resume`` plays it later.
 - **Stop** (Ctrl-C, SIGTERM, fail fast): nothing more is submitted or delivered, the tasks
   in flight are cancelled (``ray.cancel(force=False)``) and `play` returns False.
 - **A killed driver** takes its tasks with it (Ray ends a job's workers when its driver
@@ -61,7 +61,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tp_gym.runs.backends import Deliver
+from tp_gym.runs.backends import BackendError, Deliver
 from tp_gym.runs.grid import EpisodeKey, Job
 from tp_gym.runs.play import EnvPool, Finished, PlaySettings, needs_litellm, play_job
 
@@ -127,7 +127,7 @@ class RayBackend:
     ) -> bool:
         """Play `jobs` as Ray tasks, at most `concurrency` in flight; True if all ran.
 
-        Raises `ConnectionError` if the cluster cannot be reached and `RuntimeError` if a
+        Raises `ConnectionError` if the cluster cannot be reached and `BackendError` if a
         task failed for good (after the tasks in flight are done).
         """
         ray = import_ray()
@@ -197,7 +197,7 @@ class RayBackend:
             if stop.is_set():
                 return False
             if failures:
-                raise RuntimeError(self._explain(failures))
+                raise BackendError(self._explain(failures))
             return True
         finally:
             stopper.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -261,18 +262,26 @@ def loggable(action: Any) -> Any:
     is longer than `MAX_LOGGED_ACTION_CHARS` as ``{"truncated": <that JSON, cut>}``; one
     nested past `MAX_ACTION_DEPTH` or that JSON cannot hold (a set, NaN, other objects) as
     ``{"unserializable": <a preview of at most MAX_LOGGED_ACTION_CHARS characters>}``.
-    So every log line reads back, and equal actions log equally in every process.
+    Lone surrogates (which UTF-8 cannot hold) become U+FFFD. So every log line can be
+    written and read back, and equal actions log equally in every process.
     """
     if nested_too_deep(action):
         return {"unserializable": preview(action, MAX_LOGGED_ACTION_CHARS)}
     try:
         plain = action.model_dump() if isinstance(action, BaseModel) else action
-        text = json.dumps(plain, sort_keys=True, allow_nan=False, default=_json_default)
+        text = json.dumps(
+            plain, sort_keys=True, allow_nan=False, ensure_ascii=False, default=_json_default
+        )
     except (TypeError, ValueError, RecursionError):
         return {"unserializable": preview(action, MAX_LOGGED_ACTION_CHARS)}
+    if not text.isascii():
+        text = _SURROGATE.sub("\ufffd", text)
     if len(text) > MAX_LOGGED_ACTION_CHARS:
         return {"truncated": text[:MAX_LOGGED_ACTION_CHARS]}
     return json.loads(text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _json_default(value: Any) -> Any:

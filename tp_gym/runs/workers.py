@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tp_gym.runs.backends import Deliver, play_lanes
+from tp_gym.runs.backends import BackendError, Deliver, play_lanes
 from tp_gym.runs.grid import Job
 from tp_gym.runs.play import Finished, PlaySettings, preload
 
@@ -125,7 +125,7 @@ class ProcessBackend:
     ) -> bool:
         """Play `jobs` here and in the helpers; True if all of them ran.
 
-        Raises `RuntimeError` with the helper's traceback if a helper fails.
+        Raises `BackendError` with the helper's traceback if a helper fails.
         """
         import multiprocessing
 
@@ -184,7 +184,7 @@ class ProcessBackend:
             for helper in helpers:
                 await asyncio.to_thread(helper.join, 30)
         if relay.crash is not None:
-            raise RuntimeError(f"an evaluation worker failed:\n{relay.crash}")
+            raise BackendError(f"an evaluation worker failed:\n{relay.crash}")
         return mine and relay.finished and not stop.is_set()
 
 
