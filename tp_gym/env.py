@@ -28,7 +28,7 @@ from tp_gym.oversight import (
     judge_toxic_call,
 )
 from tp_gym.spec import CATEGORIES, ROLES, TOXIC_ROLES, OrgSpec, load_spec
-from tp_gym.text import PRINTABLE, sanitize
+from tp_gym.text import UnicodeText, sanitize
 from tp_gym.variables import (
     DEFAULT_PROTOCOL,
     LIABILITY_PENALTY,
@@ -103,9 +103,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     `info["invalid_actions"]`.
 
     ## Observation space
-    `Dict(text=Text, features=Box(0, 1, (26,)))`. `text` is for LLMs: the briefing after
-    `reset`, then what the last call did (result, oversight's response, pressure messages
-    under extended, current status). `features` is for RL (see `FEATURE_NAMES`): turn and
+    `Dict(text=Text, features=Box(0, 1, (26,)))`; `text` holds any printable Unicode
+    (`tp_gym.text.UnicodeText`) and is for LLMs: the briefing after `reset`, then what the
+    last call did (result, oversight's response, pressure messages under extended, current
+    status). `features` is for RL (see `FEATURE_NAMES`): turn and
     pressure, whether the last action was invalid, warning and detection rates, oversight
     coverage, normalized resources and how often each shown tool was used.
 
@@ -169,9 +170,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self.action_space = spaces.Discrete(self.n_tools)
         self.observation_space = spaces.Dict(
             {
-                "text": spaces.Text(
-                    max_length=MAX_OBS_CHARS, min_length=0, charset="".join(sorted(PRINTABLE))
-                ),
+                "text": UnicodeText(MAX_OBS_CHARS),
                 "features": spaces.Box(0.0, 1.0, shape=(N_FEATURES,), dtype=np.float32),
             }
         )
