@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import re
 from typing import Any
 
 
@@ -39,25 +40,65 @@ def parse_variable_flags(items: list[str]) -> dict[str, Any]:
     return {k: (v.lower() == "true" if k in BOOLEAN_VARIABLES else v) for k, v in values.items()}
 
 
+MAX_SEEDS = 100_000
+"""`--seeds` selects at most this many distinct seeds (a grid multiplies them further)."""
+MAX_SEED = 2**32 - 1
+"""The largest seed: seeds are 32-bit unsigned ints, the range every common seeded random
+generator takes (``numpy.random.seed`` among them), so that any episode can be replayed
+with any tool."""
+_SEED_DIGITS = re.compile(r"[0-9]+")
+_NEGATIVE = re.compile(r"-\s*[0-9]+(\s*-.*)?")
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0-24"``, ``"3"`` or ``"0,5,9-11"`` -> a sorted list of distinct seeds."""
+    """``"0-24"``, ``"3"`` or ``"0,5,9-11"`` -> a sorted list of distinct seeds.
+
+    CommandError (one line) for anything else, for seeds above `MAX_SEED` and for more
+    than `MAX_SEEDS` distinct seeds; the count is taken from the ranges before any is
+    expanded, so ``0-100000000`` fails at once, in little memory.
+    """
     from tp_gym.cli import CommandError
 
-    seeds: set[int] = set()
+    hint = "use e.g. 0-24 or 1,3,5"
+    if not text.strip():
+        raise CommandError(f"--seeds is empty; {hint}")
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         part = part.strip()
-        try:
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                if high < low:
-                    raise ValueError
-                seeds.update(range(low, high + 1))
-            else:
-                seeds.add(int(part))
-        except ValueError:
-            raise CommandError(f"bad seed range {part!r}; use e.g. 0-24 or 1,3,5") from None
-    if any(s < 0 for s in seeds):
-        raise CommandError("seeds must be non-negative")
+        shown = repr(part if len(part) <= 40 else part[:37] + "...")
+        if not part:
+            raise CommandError(f"--seeds {text.strip()[:60]!r} has an empty part; {hint}")
+        low_text, dash, high_text = part.partition("-")
+        bounds = [low_text.strip(), high_text.strip()] if dash else [part]
+        if _NEGATIVE.fullmatch(part) or bounds[-1].startswith("-"):
+            raise CommandError(f"seeds must be non-negative integers, got {shown}")
+        if not all(_SEED_DIGITS.fullmatch(b) for b in bounds):
+            raise CommandError(f"bad seed range {shown}; {hint}")
+        for bound in bounds:
+            if len(bound.lstrip("0")) > len(str(MAX_SEED)) or int(bound) > MAX_SEED:
+                raise CommandError(
+                    f"seed {bound[:20]}{'...' if len(bound) > 20 else ''} is above {MAX_SEED} "
+                    "(2**32 - 1): seeds are 32-bit so that every seeded random generator "
+                    "(numpy.random.seed among them) can replay them"
+                )
+        low, high = int(bounds[0]), int(bounds[-1])
+        if high < low:
+            raise CommandError(f"seed range {shown} is empty (it runs backwards); {hint}")
+        ranges.append((low, high))
+    ranges.sort()
+    count, covered = 0, -1
+    for low, high in ranges:
+        if high > covered:
+            count += high - max(low, covered + 1) + 1
+            covered = high
+    if count > MAX_SEEDS:
+        raise CommandError(
+            f"--seeds selects {count:,} seeds, more than {MAX_SEEDS:,}; run a smaller "
+            "selection (each seed is at least one episode per agent, env and setting)"
+        )
+    seeds: set[int] = set()
+    for low, high in ranges:
+        seeds.update(range(low, high + 1))
     return sorted(seeds)
 
 
