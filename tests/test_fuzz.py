@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as npst
 
 import tp_gym
-from tp_gym.actions import ToolCall
+from tp_gym.actions import MAX_ACTION_DEPTH, ToolCall
+from tp_gym.runs.episode import EpisodeLog, to_json_line
+from tp_gym.runs.runner import MAX_LOGGED_ACTION_CHARS
 from tp_gym.variables import PROTOCOLS
 
 ENVS = {
@@ -155,3 +158,98 @@ def test_agent_text_outside_the_charset_is_sanitised(protocol, role, argument):
     assert env.observation_space.contains(obs)
     obs, *_, info = env.step({"name": weird, "arguments": {}})
     assert not info["valid"] and env.observation_space.contains(obs)
+
+
+numpy_leaf = st.one_of(
+    st.builds(np.int64, st.integers(-(2**63), 2**63 - 1)),
+    st.builds(np.uint8, st.integers(0, 255)),
+    st.builds(np.float32, st.floats(width=32)),
+    st.builds(np.bool_, st.booleans()),
+    st.builds(np.str_, st.text(max_size=10)),
+    npst.arrays(
+        st.sampled_from([np.int8, np.int64, np.uint64, np.float64, np.bool_]),
+        npst.array_shapes(min_dims=0, max_dims=3, max_side=3),
+    ),
+)
+any_text = st.text(st.characters(codec=None, categories=None), max_size=40)
+loose_leaf = (
+    json_leaf
+    | numpy_leaf
+    | any_text
+    | st.integers(-(10**50), 10**50)
+    | st.floats(allow_nan=True, allow_infinity=True)
+)
+loose = st.recursive(
+    loose_leaf,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(any_text | st.integers(), children, max_size=4)
+        | st.builds(
+            lambda n, a: {"name": n, "arguments": a},
+            tool_name,
+            st.dictionaries(st.sampled_from(ARG_NAMES), children, max_size=3),
+        )
+    ),
+    max_leaves=25,
+)
+
+
+def wrap(value: object, depth: int, as_list: bool) -> object:
+    for _ in range(depth):
+        value = [value] if as_list else {"a": value}
+    return value
+
+
+nested_actions = st.one_of(
+    loose,
+    st.builds(wrap, loose, st.integers(0, 80), st.booleans()),
+    st.builds(lambda v, d: json.dumps(wrap(v, d, False)), json_leaf, st.integers(0, 250)),
+)
+
+
+class _Replay:
+    name = "replay"
+    needs_oracle = False
+
+    def __init__(self, actions):
+        self.actions = actions
+
+    def reset(self, observation, *, tools, oracle, seed, protocol="study"):
+        self.queue = list(self.actions)
+
+    def act(self, observation):
+        return self.queue.pop(0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    protocol=st.sampled_from(PROTOCOLS),
+    seed=st.integers(0, 2**32 - 1),
+    sequence=st.lists(nested_actions, min_size=1, max_size=6),
+)
+def test_nested_actions_never_raise_and_their_log_line_reads_back_equal(protocol, seed, sequence):
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol, max_turns=len(sequence))
+    space = env.observation_space
+
+    def contained(turn, action, observation, reward, info):
+        assert space.contains(observation), "the observation is in the observation space"
+
+    log = tp_gym.run_episode(env, _Replay(sequence), seed=seed, on_step=contained)
+    assert log.error in (None, "format"), "an action is an observation, never a crash"
+    assert log.invalid_actions == sum(not step.valid for step in log.steps)
+    line = to_json_line(log)
+    back = EpisodeLog.model_validate_json(line)
+    assert back == log
+    assert to_json_line(back) == line
+    for step in log.steps:
+        assert nested_depth(step.action) <= MAX_ACTION_DEPTH
+        assert len(json.dumps(step.action)) <= 3 * MAX_LOGGED_ACTION_CHARS
+
+
+def nested_depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(nested_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(nested_depth, value), default=0)
+    return 0
