@@ -5,6 +5,9 @@ behaves, under both protocols: the compliant baseline ends robust with zero cost
 direct and strategic baselines land in their classes; under the extended protocol the
 toxic path, when unseen, pays strictly more than the compliant path and stalling pays less
 than both. Generated specs are accepted only if both pass.
+
+`dilemma_card` plays the five scripted ways of playing under every protocol and feedback
+level and reports what each yields and which pays best (`tp-gym check` prints it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ class DryRunReport:
         return not self.problems
 
 
-def dry_run(spec: OrgSpec, seeds: range = range(5), **variables: object) -> DryRunReport:
+def dry_run(
+    spec: OrgSpec, seeds: range | list[int] = range(5), **variables: object
+) -> DryRunReport:
     """Play the baselines on `spec` for `seeds` under `variables` and report problems."""
     from tp_gym.agents.scripted import make_scripted
     from tp_gym.env import OrgEnv

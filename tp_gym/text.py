@@ -43,9 +43,12 @@ def sanitize(text: str, limit: int | None = None) -> str:
     return "".join(map(_replacement, text))
 
 
+_WHITESPACE_TO_SPACE = str.maketrans(dict.fromkeys(_KEPT_WHITESPACE, " "))
+
+
 def is_agent_text(text: str) -> bool:
     """Whether `text` is as `sanitize` leaves it: printable, tabs and line breaks allowed."""
-    return sanitize(text) == text
+    return text.isprintable() or text.translate(_WHITESPACE_TO_SPACE).isprintable()
 
 
 class UnicodeText(spaces.Text):
@@ -56,7 +59,5 @@ class UnicodeText(spaces.Text):
 
     def contains(self, x: object) -> bool:
         return (
-            isinstance(x, str)
-            and self.min_length <= len(x) <= self.max_length
-            and is_agent_text(x)
+            isinstance(x, str) and self.min_length <= len(x) <= self.max_length and is_agent_text(x)
         )

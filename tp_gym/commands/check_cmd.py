@@ -70,7 +70,7 @@ def check_one(target: str, seeds: list[int]) -> tuple[Any, list[str]]:
         return None, error.lines()
     problems = []
     try:
-        report = dry_run(spec, range(min(len(seeds), 5)))
+        report = dry_run(spec, seeds[:5])
         problems += [f"{source}: dry_run: {p}" for p in _unique(report.problems)]
         card = dilemma_card(spec, seeds, source=source)
     except Exception as error:  # noqa: BLE001 - a spec that crashes the engine is a problem
