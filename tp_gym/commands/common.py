@@ -83,7 +83,7 @@ def parse_seeds(text: str) -> list[int]:
                 )
         low, high = int(bounds[0]), int(bounds[-1])
         if high < low:
-            raise CommandError(f"seed range {shown} is empty (it runs backwards); {hint}")
+            raise CommandError(f"bad seed range {shown}: it runs backwards; {hint}")
         ranges.append((low, high))
     ranges.sort()
     count, covered = 0, -1
