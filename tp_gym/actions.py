@@ -11,7 +11,9 @@ and counts as an invalid action.
 
 An action nested more than `MAX_ACTION_DEPTH` levels deep (lists, tuples, sets, dicts,
 numpy array dimensions, a `ToolCall`'s arguments; JSON text counted from where it is
-decoded) is not read at all: checking this walks the action once and stops at the first
+decoded) is not read at all, except that a JSON arguments string nested too deep is, like
+one that is not valid JSON, a bad argument of the tool it names (still an attempt of its
+role). Checking the depth walks the action once and stops at the first
 level past the limit, so deep, cyclic or huge actions stay cheap, and every log line
 written of an action stays readable (see `tp_gym.runs.runner.loggable`).
 """
