@@ -346,7 +346,7 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
         "tools.0.description",
         "U+200B",
     ),
-    ("zero-width joiner", edit(setitem("dilemma", "a\u200db")), "dilemma", "U+200D"),
+    ("word joiner", edit(setitem("dilemma", "a\u2060b")), "dilemma", "U+2060"),
     ("byte order mark", edit(setitem("pools.bank.0", "\ufeffHarrow")), "pools.bank.0", "U+FEFF"),
     ("left-to-right mark", edit(setitem("agent_role", "You\u200e trade.")), "agent_role", "U+200E"),
     ("arabic letter mark", edit(setitem("goal", "x\u061c")), "goal", "U+061C"),
@@ -518,8 +518,8 @@ def test_bundled_specs_still_load():
 NAMES = {
     "client": "张伟养老基金",
     "desk_head": "Дарья Смирнова",
-    "cco": "ليلى حداد",
-    "bank": "Harbour 🏦 Securities",
+    "cco": "مهر\u200cانگیز حداد",  # Persian, written with a zero-width non-joiner
+    "bank": "Harbour 🏦 👩\u200d💻 Securities",  # an emoji sequence joined by U+200D
 }
 
 

@@ -88,12 +88,14 @@ INVISIBLE_CHARACTERS = frozenset(
     "\u200e\u200f\u061c"  # left-to-right, right-to-left and Arabic letter marks
     "\u202a\u202b\u202c\u202d\u202e"  # bidirectional embeddings and overrides
     "\u2066\u2067\u2068\u2069"  # bidirectional isolates
-    "\u200b\u200c\u200d\u2060\ufeff"  # zero-width space, non-joiner, joiner, word joiner, BOM
+    "\u200b\u2060\ufeff"  # zero-width space, word joiner, byte-order mark
 )
 """Bidirectional and zero-width controls: refused in specs, removed from agent text.
 
 They can make a text read differently from what it holds (a name reversed, a word split so
-a keyword check misses it), so no spec may contain them.
+a keyword check misses it), so no spec may contain them. The zero-width non-joiner and
+joiner (U+200C, U+200D) are not among them: Persian and Indic words and emoji sequences
+(👩‍💻) need them, so they are kept (`tp_gym.text.JOINERS`).
 """
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]

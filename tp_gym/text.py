@@ -23,12 +23,15 @@ says which strings are valid and `UnicodeText` is a `Text` space that accepts th
 """
 
 _KEPT_WHITESPACE = frozenset("\t\n\r\x0b\x0c")
+JOINERS = frozenset("\u200c\u200d")
+"""Zero-width non-joiner and joiner: not printable to Python, but part of Persian and Indic
+words and of emoji sequences, so kept."""
 
 
 def _replacement(char: str) -> str:
     if char in INVISIBLE_CHARACTERS:
         return ""
-    if char in _KEPT_WHITESPACE or char.isprintable():
+    if char in _KEPT_WHITESPACE or char in JOINERS or char.isprintable():
         return char
     return " " if char.isspace() else "?"
 
@@ -43,11 +46,14 @@ def sanitize(text: str, limit: int | None = None) -> str:
     return "".join(map(_replacement, text))
 
 
-_WHITESPACE_TO_SPACE = str.maketrans(dict.fromkeys(_KEPT_WHITESPACE, " "))
+_WHITESPACE_TO_SPACE = str.maketrans(
+    {**dict.fromkeys(_KEPT_WHITESPACE, " "), **dict.fromkeys(JOINERS, "")}
+)
 
 
 def is_agent_text(text: str) -> bool:
-    """Whether `text` is as `sanitize` leaves it: printable, tabs and line breaks allowed."""
+    """Whether `text` is as `sanitize` leaves it: printable, tabs, line breaks and joiners
+    allowed."""
     return text.isprintable() or text.translate(_WHITESPACE_TO_SPACE).isprintable()
 
 
