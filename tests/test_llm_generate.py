@@ -112,7 +112,7 @@ def test_schema_errors_and_wrong_ids_are_rejected_before_the_critic(make_server,
     stages = [r.stage for r in result.rounds]
     assert stages == ["schema", "parse", "schema"]
     assert result.rounds[0].problems == [
-        "<top level>: tools must cover all six roles; missing: standard_executor"
+        "tools: must cover all six roles; missing: standard_executor"
     ]
     assert result.rounds[1].problems == ["the reply contains no JSON object"]
     assert "must be 'Retail-Loyalty'" in result.rounds[2].problems[0]
@@ -196,3 +196,11 @@ def test_generate_command_fails_in_one_line_when_nothing_is_accepted(
     assert not out.exists()
     assert cli_main([*argv[:2], "retail", *argv[3:]]) == 2
     assert "capitalised" in capsys.readouterr().err
+
+
+def test_a_bundled_organization_cannot_be_generated_again(capsys):
+    from tp_gym.cli import main
+
+    argv = ["generate", "--domain", "Healthcare", "--driver", "Loyalty", "--model", "m"]
+    assert main([*argv, "--out", "x.json"]) == 2
+    assert "Healthcare-Loyalty is a bundled organization" in capsys.readouterr().err

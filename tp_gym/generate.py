@@ -268,6 +268,13 @@ def check_request(domain: str, driver: str, max_rounds: int, threshold: int) -> 
         )
     if driver not in DRIVERS:
         raise GenerationError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
+    from tp_gym.envs import spec_names
+
+    if f"{domain}-{driver}" in spec_names():
+        raise GenerationError(
+            f"{domain}-{driver} is a bundled organization (a spec file may not reuse its id); "
+            "choose another domain"
+        )
     if max_rounds < 1:
         raise GenerationError(f"rounds must be at least 1, got {max_rounds}")
     if not 1 <= threshold <= 5:
@@ -387,11 +394,9 @@ def _check(
     try:
         spec = spec_from_dict(data, "generated spec")
     except SpecError as error:
-        lines = str(error).splitlines()[1:]
         current.problems = [
-            line.strip().removeprefix("- ").replace("Value error, ", "") for line in lines
+            f"{field}: {problem}" if field else problem for field, problem in error.problems
         ]
-        current.problems = current.problems or [str(error)]
         return None
     expected = f"{domain}-{driver}"
     if spec.id != expected:
