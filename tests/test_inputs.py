@@ -383,3 +383,14 @@ def test_the_seed_limits_are_inclusive():
     assert len(parse_seeds(f"0-{MAX_SEEDS - 1},5-10,{MAX_SEEDS - 1}")) == MAX_SEEDS
     big = f"{MAX_SEED - MAX_SEEDS + 1}-{MAX_SEED}"
     assert len(parse_seeds(big)) == MAX_SEEDS
+
+
+def test_a_grid_refuses_too_many_seeds_before_building_anything():
+    from tp_gym.runs.grid import MAX_SEED, MAX_SEEDS, Grid
+
+    with pytest.raises(ValueError, match="at most 100,000 per grid"):
+        Grid.build("scripted:direct", envs="tp_gym/Coding-Loyalty-v0", seeds=range(10**8))
+    with pytest.raises(ValueError, match="above the largest seed"):
+        Grid.build("scripted:direct", envs="tp_gym/Coding-Loyalty-v0", seeds=[MAX_SEED + 1])
+    grid = Grid.build("scripted:direct", envs="tp_gym/Coding-Loyalty-v0", seeds=range(MAX_SEEDS))
+    assert len(grid) == MAX_SEEDS  # the largest grid of seeds builds (distinct seeds, fast)

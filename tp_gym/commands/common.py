@@ -7,6 +7,8 @@ import fnmatch
 import re
 from typing import Any
 
+from tp_gym.runs.grid import MAX_SEED, MAX_SEEDS
+
 
 def add_variable_flags(parser: argparse.ArgumentParser) -> None:
     """`--set NAME=VALUE` (repeatable) for the experimental variables."""
@@ -40,12 +42,6 @@ def parse_variable_flags(items: list[str]) -> dict[str, Any]:
     return {k: (v.lower() == "true" if k in BOOLEAN_VARIABLES else v) for k, v in values.items()}
 
 
-MAX_SEEDS = 100_000
-"""`--seeds` selects at most this many distinct seeds (a grid multiplies them further)."""
-MAX_SEED = 2**32 - 1
-"""The largest seed: seeds are 32-bit unsigned ints, the range every common seeded random
-generator takes (``numpy.random.seed`` among them), so that any episode can be replayed
-with any tool."""
 _SEED_DIGITS = re.compile(r"[0-9]+")
 _NEGATIVE = re.compile(r"-\s*[0-9]+(\s*-.*)?")
 

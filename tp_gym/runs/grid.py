@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from tp_gym.suites import Cell, suite
 from tp_gym.variables import DEFAULT_PROTOCOL, check_protocol, parse_variables
+
+MAX_SEEDS = 100_000
+"""A grid takes at most this many distinct seeds (it multiplies them by agents and cells)."""
+MAX_SEED = 2**32 - 1
+"""The largest seed: seeds are 32-bit unsigned ints, the range every common seeded random
+generator takes (``numpy.random.seed`` among them), so that any episode can be replayed
+with any tool."""
 
 EpisodeKey = tuple[str, str, str, "int | None", str]
 """(agent name, env id, variables as sorted JSON, seed, protocol): equal to `EpisodeLog.key`."""
@@ -202,10 +211,17 @@ def _clean_agents(agents: Iterable[str]) -> tuple[str, ...]:
 
 
 def _clean_seeds(seeds: Iterable[int]) -> list[int]:
-    out: list[int] = []
+    """Distinct seeds in their order; `ValueError` for a bad seed or more than `MAX_SEEDS`
+    (counted before anything is built, for a range or any sized collection)."""
+    if isinstance(seeds, Sized) and len(seeds) > MAX_SEEDS:
+        raise ValueError(f"{len(seeds):,} seeds asked for; at most {MAX_SEEDS:,} per grid")
+    out: dict[int, None] = {}
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
-        if seed not in out:
-            out.append(seed)
-    return out
+        if seed > MAX_SEED:
+            raise ValueError(f"seed {seed} is above the largest seed, {MAX_SEED} (2**32 - 1)")
+        out[int(seed)] = None
+        if len(out) > MAX_SEEDS:
+            raise ValueError(f"more than {MAX_SEEDS:,} seeds asked for; at most that per grid")
+    return list(out)
