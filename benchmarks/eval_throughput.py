@@ -2,32 +2,40 @@
 
 Run: python benchmarks/eval_throughput.py [--latency 0.2] [--episodes-per-lane 12] [--workers 2] [--repeat 2]
 
-An LLM agent (``llm:openai/gpt-4o-mini`` through litellm, native tool calling) plays every
-organization against `tp_gym.testing.FakeOpenAIServer`, which answers each request after
-`--latency` seconds with a call to one of the request's tools (in its own process unless
-``--server thread``). No key or network is used.
+An LLM agent (``llm:openai/gpt-4o-mini``, native tool calling) plays every organization
+against `tp_gym.testing.FakeOpenAIServer`, which answers each request after `--latency`
+seconds with a call to one of the request's tools (in its own process unless ``--server
+thread``). No key or network is used. The agent's calls go through one of the two
+transports (`tp_gym.llm.providers.TRANSPORTS`): the openai SDK fast path (``openai``, what
+``auto`` picks for this model and an ``api_base``) or ``litellm``.
 Printed side by side, all measured in this run:
 
 1. one-at-a-time: a plain loop of `run_episode` (what the study's sequential code does),
    over the first `--sequential-episodes` episodes of the same grid (the whole grid with
    `--full-sequential`); its rate is the most a sequential runner can do at this latency;
-2. the runner (`tp_gym.evaluate`) at 16 concurrent episodes, against the ideal LLM-bound
-   rate ``concurrency / latency`` (beside bare litellm at 16, which shows what this machine
-   allows at that moment);
+2. the runner (`tp_gym.evaluate`) at 16 concurrent episodes on the fast path, against the
+   ideal LLM-bound rate ``concurrency / latency`` (beside bare litellm at 16);
 3. bare ``litellm.acompletion`` calls, 64 in flight, replaying the very requests the
    runner sent in a warm-up (same sizes, the conversation growing turn by turn), with no
    agent, env or log, under the garbage-collector settings the runner uses
-   (`tp_gym.runs.evaluation.tuned_collector`): the ceiling of one Python process (litellm's CPU
-   cost bounds it);
-4. the runner at 64 concurrent episodes against that ceiling, and with ``--workers``
-   processes, each with its own event loop, sharing one log.
+   (`tp_gym.runs.evaluation.tuned_collector`): the ceiling of one Python process through
+   litellm (litellm's CPU cost bounds it);
+4. the runner at 64 concurrent episodes through litellm, against that ceiling;
+5. bare fast-path calls (the openai SDK as `tp_gym.llm.openai_sdk` drives it), 64 in
+   flight, replaying the same requests: what the server and this process allow the fast
+   path with no agent, env or log;
+6. the runner at 64 concurrent episodes on the fast path, against the ideal rate
+   ``64 / latency`` (and beside the bare fast path);
+7. the runner through litellm with ``--workers`` processes, each with its own event loop,
+   sharing one log.
 
 Rates count LLM calls finished per second of wall time over the whole run (start-up and
 the tail where fewer episodes remain are included); *steady* counts only the middle 80% of
 the run, where every lane is busy. The concurrent measurements are repeated `--repeat`
 times, interleaved, and the best of each is shown: other processes on a shared machine only
-ever slow a measurement down. Goals: at 16, at least 90% of the ideal rate; at 64,
-within 10% of the bare ceiling; workers lift the ceiling with the cores.
+ever slow a measurement down. Goals: on the fast path, at least 90% of the ideal rate at 16 and at 64; through
+litellm at 64, within 10% of the bare litellm ceiling; workers lift the ceiling with the
+cores.
 """
 
 from __future__ import annotations
@@ -147,12 +155,12 @@ def run_sequential(base_url: str, grid: Grid, limit: int | None) -> Measured:
     cpu = time.process_time()
     for job in jobs:
         env = envs.setdefault(job.env_id, gym.make(job.env_id))
-        agent = make_agent(job.agent, api_base=base_url)
+        agent = make_agent(job.agent, api_base=base_url, transport="openai")
         log = run_episode(env, agent, seed=job.seed, options=job.variables)
         assert log.error is None, log.error
         calls += sum(u.calls for u in log.usage.values())
     return Measured(
-        "one at a time (run_episode loop)",
+        "one at a time (run_episode loop), openai",
         calls,
         len(jobs),
         time.perf_counter() - started,
@@ -160,21 +168,24 @@ def run_sequential(base_url: str, grid: Grid, limit: int | None) -> Measured:
     )
 
 
-def run_runner(base_url: str, grid: Grid, concurrency: int, workers: int, out: Path) -> Measured:
-    """`tp_gym.evaluate` on `grid`; calls counted from the logs it wrote."""
+def run_runner(
+    base_url: str, grid: Grid, concurrency: int, workers: int, out: Path, transport: str
+) -> Measured:
+    """`tp_gym.evaluate` on `grid` through `transport`; calls counted from the logs it wrote."""
+    options = {"api_base": base_url, "transport": transport}
     with CollectorClock() as collector:
         started = time.perf_counter()
         cpu = time.process_time()
-        result = evaluate(
-            grid, out, concurrency=concurrency, workers=workers, llm_options={"api_base": base_url}
-        )
+        result = evaluate(grid, out, concurrency=concurrency, workers=workers, llm_options=options)
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu
     logs = load_run(out)
     errors = [log.error for log in logs if log.error]
     assert not errors, errors[:3]
     calls = sum(u.calls for log in logs for u in log.usage.values())
-    label = f"runner, {concurrency} concurrent" + (f", {workers} workers" if workers > 1 else "")
+    label = f"runner, {concurrency} concurrent, {transport}" + (
+        f", {workers} workers" if workers > 1 else ""
+    )
     alone = workers == 1
     return Measured(
         label,
@@ -204,7 +215,8 @@ def capture_requests(base_url: str, episodes: int) -> list[dict]:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             grid = grid_for(episodes, first_seed=20_000)
-            evaluate(grid, scratch, concurrency=16, llm_options={"api_base": base_url})
+            options = {"api_base": base_url, "transport": "litellm"}
+            evaluate(grid, scratch, concurrency=16, llm_options=options)
     finally:
         litellm.acompletion = original
     return captured
@@ -237,9 +249,47 @@ def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
     return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
 
 
+def run_bare_fast(base_url: str, concurrency: int, calls: int, requests: list[dict]) -> Measured:
+    """Bare openai-SDK calls as the fast path makes them (`tp_gym.llm.openai_sdk`), replaying
+    the same requests, `concurrency` in flight: what this server and process allow the fast
+    path with no agent, env or log."""
+    from tp_gym.llm import openai_sdk
+    from tp_gym.llm.cassette import _TRANSPORT_KEYS
+    from tp_gym.llm.providers import sdk_model
+
+    bodies = [
+        openai_sdk.request_body(
+            {k: v for k, v in r.items() if k not in _TRANSPORT_KEYS}, sdk_model(r["model"])
+        )
+        for r in requests
+    ]
+
+    async def main() -> tuple[float, float]:
+        gate = asyncio.Semaphore(concurrency)
+        client = openai_sdk.async_client(base_url, os.environ["OPENAI_API_KEY"])
+
+        async def one(body: dict) -> None:
+            async with gate:
+                await openai_sdk.acreate(client, body, 60.0)
+
+        with evaluation.tuned_collector():
+            started = time.perf_counter()
+            cpu = time.process_time()
+            await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(calls)))
+            return time.perf_counter() - started, time.process_time() - cpu
+
+    with CollectorClock() as collector:
+        seconds, cpu = asyncio.run(main())
+    label = f"bare openai SDK (fast path), {concurrency} in flight"
+    return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
+
+
 def warm_up(base_url: str) -> list[dict]:
-    """Import litellm and play a few episodes (start-up costs stay out of the figures);
-    returns the requests they sent."""
+    """Import litellm and the openai SDK and play a few episodes on each transport
+    (start-up costs stay out of the figures); returns the requests litellm was sent."""
+    with tempfile.TemporaryDirectory() as scratch:
+        options = {"api_base": base_url, "transport": "openai"}
+        evaluate(grid_for(16, first_seed=30_000), scratch, concurrency=16, llm_options=options)
     return capture_requests(base_url, 32)
 
 
@@ -335,18 +385,21 @@ def main() -> None:
         for repetition in range(args.repeat):
             measured = [
                 run_bare(16, max(200, args.bare_calls // 4), requests),
-                run_runner(base, grid16, 16, 1, Path(tmp, f"c16-{repetition}")),
+                run_runner(base, grid16, 16, 1, Path(tmp, f"c16-{repetition}"), "openai"),
                 run_bare(64, args.bare_calls, requests),
-                run_runner(base, grid64, 64, 1, Path(tmp, f"c64-{repetition}")),
+                run_runner(base, grid64, 64, 1, Path(tmp, f"c64l-{repetition}"), "litellm"),
+                run_bare_fast(base, 64, args.bare_calls, requests),
+                run_runner(base, grid64, 64, 1, Path(tmp, f"c64o-{repetition}"), "openai"),
             ]
             for count in workers:
                 out = Path(tmp, f"c64w{count}-{repetition}")
-                measured.append(run_runner(base, grid64, 64, count, out))
+                measured.append(run_runner(base, grid64, 64, count, out, "litellm"))
             for m in measured:
                 if m.label not in best or m.rate > best[m.label].rate:
                     best[m.label] = m
-        bare16, at16, bare, at64, *with_workers = best.values()
+        bare16, at16, bare, at64, bare_fast, fast64, *with_workers = best.values()
         ideal16 = 16 / args.latency
+        ideal64 = 64 / args.latency
         rows.append(
             (
                 sequential,
@@ -364,13 +417,23 @@ def main() -> None:
                 f"{'ok' if at16.rate >= 0.9 * ideal16 else 'MISSED'}",
             )
         )
-        rows.append((bare, f"ideal {64 / args.latency:.0f}/s: the one-process ceiling"))
+        rows.append((bare, f"ideal {ideal64:.0f}/s: the one-process litellm ceiling"))
         rows.append(
             (
                 at64,
-                f"{at64.rate / bare.rate:.0%} of the bare ceiling (steady "
+                f"{at64.rate / bare.rate:.0%} of bare litellm (steady "
                 f"{(at64.steady or 0) / bare.rate:.0%}); goal >= 90%: "
                 f"{'ok' if at64.rate >= 0.9 * bare.rate else 'MISSED'}",
+            )
+        )
+        rows.append((bare_fast, f"{bare_fast.rate / ideal64:.0%} of ideal {ideal64:.0f}/s"))
+        rows.append(
+            (
+                fast64,
+                f"{fast64.rate / ideal64:.0%} of ideal {ideal64:.0f}/s (steady "
+                f"{(fast64.steady or 0) / ideal64:.0%}), {fast64.rate / bare_fast.rate:.0%} of "
+                f"bare SDK; {fast64.rate / at64.rate:.1f}x litellm; "
+                f"goal >= 90% of ideal: {'ok' if fast64.rate >= 0.9 * ideal64 else 'MISSED'}",
             )
         )
         for measured in with_workers:
@@ -384,13 +447,13 @@ def main() -> None:
             )
 
     print(
-        f"\n{'configuration':46} {'episodes':>8} {'calls':>6} {'s':>7} {'calls/s':>8} "
+        f"\n{'configuration':55} {'episodes':>8} {'calls':>6} {'s':>7} {'calls/s':>8} "
         f"{'steady':>7} {'cpu ms/call':>11} {'gc ms/call':>10}"
     )
     for measured, note in rows:
         steady = f"{measured.steady:7.1f}" if measured.steady else f"{'':7}"
         print(
-            f"{measured.label:46} {measured.episodes or '':>8} {measured.calls:6d} "
+            f"{measured.label:55} {measured.episodes or '':>8} {measured.calls:6d} "
             f"{measured.seconds:7.2f} {measured.rate:8.1f} {steady} {measured.cpu_per_call:>11} "
             f"{measured.collector_per_call:>10}  {note}"
         )
