@@ -18,7 +18,7 @@ Printed side by side, all measured in this run:
 3. bare ``litellm.acompletion`` calls, 64 in flight, replaying the very requests the
    runner sent in a warm-up (same sizes, the conversation growing turn by turn), with no
    agent, env or log, under the garbage-collector settings the runner uses
-   (`tp_gym.runs.evaluation.tuned_collector`): the ceiling of one Python process through
+   (`tp_gym.runs.play.tuned_collector`): the ceiling of one Python process through
    litellm (litellm's CPU cost bounds it);
 4. the runner at 64 concurrent episodes through litellm, against that ceiling;
 5. bare fast-path calls (the openai SDK as `tp_gym.llm.openai_sdk` drives it), 64 in
@@ -61,7 +61,7 @@ import gymnasium as gym  # noqa: E402
 
 import tp_gym  # noqa: E402
 from tp_gym.agents import make_agent  # noqa: E402
-from tp_gym.runs import evaluation  # noqa: E402
+from tp_gym.runs import backends, play  # noqa: E402
 from tp_gym.runs.evaluation import Grid, evaluate, load_run  # noqa: E402
 from tp_gym.runs.runner import run_episode  # noqa: E402
 from tp_gym.testing import FakeOpenAIServer  # noqa: E402
@@ -237,7 +237,7 @@ def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
                 await litellm.acompletion(**request)
 
         # The runner's collector settings: the same ceiling for both.
-        with evaluation.tuned_collector():
+        with play.tuned_collector():
             started = time.perf_counter()
             cpu = time.process_time()
             await asyncio.gather(*(one(requests[i % len(requests)]) for i in range(calls)))
@@ -272,7 +272,7 @@ def run_bare_fast(base_url: str, concurrency: int, calls: int, requests: list[di
             async with gate:
                 await openai_sdk.acreate(client, body, 60.0)
 
-        with evaluation.tuned_collector():
+        with play.tuned_collector():
             started = time.perf_counter()
             cpu = time.process_time()
             await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(calls)))
@@ -364,7 +364,7 @@ def main() -> None:
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     if args.collector == "default":
-        evaluation.tuned_collector = contextlib.nullcontext
+        play.tuned_collector = backends.tuned_collector = contextlib.nullcontext
 
     rows: list[tuple[Measured, str]] = []
     with serve(args.latency, args.server) as base, tempfile.TemporaryDirectory() as tmp:

@@ -298,3 +298,18 @@ def test_requests_on_both_paths_carry_the_same_body(server, api_key):
         bodies.append(json.dumps(server.requests[-1], sort_keys=True))
     litellm_body, sdk_body = bodies
     assert litellm_body == sdk_body
+
+
+def test_an_eval_through_the_fast_path_never_imports_litellm(server, tmp_path):
+    """`evaluate` preloads what the run's transports need: the openai SDK alone here."""
+    code = (
+        "import sys, tp_gym\n"
+        f"grid = tp_gym.Grid.build('llm:openai/m', envs='tp_gym/Coding-Loyalty-v0', seeds=[0, 1])\n"
+        f"result = tp_gym.evaluate(grid, {str(tmp_path / 'run')!r}, llm_options="
+        f"{{'api_base': {server.base_url!r}, 'api_key': 'k-123456'}})\n"
+        "assert result.completed == 2 and not result.errors, result\n"
+        "print('litellm' in sys.modules, 'openai' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -61,7 +61,15 @@ class EpisodeDone:
         )
 
 
-NARRATOR_OPTIONS = ("api_base", "api_key", "timeout", "max_retries", "cassette", "cassette_mode")
+NARRATOR_OPTIONS = (
+    "api_base",
+    "api_key",
+    "timeout",
+    "max_retries",
+    "cassette",
+    "cassette_mode",
+    "transport",
+)
 """The LLM options a narrator shares with the run's agents: transport and cassette."""
 
 
@@ -136,16 +144,36 @@ def needs_litellm(jobs: Iterable[Job], settings: PlaySettings) -> bool:
     return settings.narrator is not None or any(job.agent.startswith("llm:") for job in jobs)
 
 
+def transports(jobs: Iterable[Job], settings: PlaySettings) -> set[str]:
+    """The LLM transports (``litellm``, ``openai``) that playing `jobs` will call."""
+    from tp_gym.llm.providers import choose_transport
+
+    options = settings.llm_options
+    chosen = options.get("transport", "auto")
+    models = {job.agent.removeprefix("llm:") for job in jobs if job.agent.startswith("llm:")}
+    if settings.narrator is not None:
+        models.add(settings.narrator)
+    return {choose_transport(model, options.get("api_base"), chosen) for model in models}
+
+
 def preload(jobs: Iterable[Job], settings: PlaySettings) -> None:
     """Import what the jobs' agents and narrator need before any episode starts.
 
     litellm takes seconds to import; imported by the first LLM call instead, it would
-    freeze every episode in flight and inflate their timings.
+    freeze every episode in flight and inflate their timings. A run whose calls all go
+    through the openai SDK (the fast path for OpenAI-compatible servers) never imports it.
     """
-    if needs_litellm(jobs, settings):
+    if not needs_litellm(jobs, settings):
+        return
+    needed = transports(jobs, settings)
+    if "litellm" in needed:
         from tp_gym.llm.client import load_litellm
 
         load_litellm()
+    if "openai" in needed:
+        from tp_gym.llm.openai_sdk import load_openai
+
+        load_openai()
 
 
 GC_YOUNG_THRESHOLD = 10_000
