@@ -12,6 +12,7 @@ import pytest
 import tp_gym
 from tp_gym.agents import make_agent
 from tp_gym.runs.episode import read_jsonl, to_json_line, write_jsonl
+from tp_gym.runs.jsonl import SkippedLineWarning
 from tp_gym.variables import PROTOCOLS
 
 SCRIPT = textwrap.dedent(
@@ -98,7 +99,8 @@ def test_jsonl_round_trip(tmp_path, protocol):
     assert read_jsonl(path) == logs
     with path.open("a") as handle:
         handle.write('{"torn": ')
-    assert read_jsonl(path, skip_invalid=True) == logs
+    with pytest.warns(SkippedLineWarning, match=r"episodes.jsonl:\d+: not an episode log"):
+        assert read_jsonl(path, skip_invalid=True) == logs
     try:
         read_jsonl(path)
     except ValueError as error:

@@ -20,6 +20,7 @@ import tp_gym
 import tp_gym.agents
 from tp_gym.cli import EXIT_STOPPED
 from tp_gym.runs.evaluation import Grid, evaluate, load_run
+from tp_gym.runs.jsonl import TornLineWarning
 from tp_gym.runs.rundir import EPISODES_FILE, LOCK_FILE, RunDirError, repair_tail
 from tp_gym.runs.runner import run_episode
 from tp_gym.variables import PROTOCOLS
@@ -226,10 +227,13 @@ def test_torn_last_line_is_reported_then_repaired_by_resume(tmp_path):
     log.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     with pytest.raises(ValueError, match=r"episodes.jsonl:\d+: incomplete last line"):
         load_run(tmp_path)
-    result = evaluate(grid, tmp_path, resume=True)
+    fragment = lines[-1][: len(lines[-1]) // 2]
+    with pytest.warns(TornLineWarning, match=r"moved to .*episodes.jsonl.torn"):
+        result = evaluate(grid, tmp_path, resume=True)
     assert result.completed == 1
     assert len(load_run(tmp_path)) == len(grid)
     assert repair_tail(log) == 0
+    assert (tmp_path / "episodes.jsonl.torn").read_bytes() == fragment + b"\n"
 
 
 def test_a_corrupt_complete_line_stops_resume_with_its_line_number(tmp_path):

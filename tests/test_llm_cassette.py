@@ -17,6 +17,7 @@ from tp_gym.llm.errors import CassetteMissError
 from tp_gym.llm.narrator import NarratorWrapper
 from tp_gym.llm.redact import Redactor
 from tp_gym.runs.episode import to_json_line
+from tp_gym.runs.jsonl import TornLineWarning
 from tp_gym.runs.runner import run_episode
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"
@@ -129,7 +130,8 @@ def test_torn_last_line_is_skipped_but_a_corrupt_middle_line_is_an_error(tmp_pat
         "response": Completion(content="hi").to_record(),
     }
     path.write_text(json.dumps(good) + "\n" + '{"v": 1, "key": "k2", "resp')
-    assert len(Cassette(path, "replay")) == 1
+    with pytest.warns(TornLineWarning, match=r"t.jsonl:2: incomplete last line"):
+        assert len(Cassette(path, "replay")) == 1
     bad = tmp_path / "b.jsonl"
     bad.write_text("not json\n" + json.dumps(good) + "\n")
     with pytest.raises(ValueError, match=r"b.jsonl:1: not a cassette entry"):

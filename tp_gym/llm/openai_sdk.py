@@ -22,6 +22,7 @@ The openai package is imported on first use, never by ``import tp_gym``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
 from typing import Any
@@ -77,8 +78,19 @@ def sync_client(base_url: str | None, api_key: str) -> Any:
                     max_retries=0,
                     http_client=openai.DefaultHttpxClient(limits=_limits()),
                 )
+                if not _sync_clients:
+                    atexit.register(close_sync_clients)
                 _sync_clients[key] = client
     return client
+
+
+def close_sync_clients() -> None:
+    """Close the shared sync clients' connections (at exit: no unclosed-socket warnings)."""
+    with _lock:
+        clients = list(_sync_clients.values())
+        _sync_clients.clear()
+    for client in clients:
+        client.close()
 
 
 def async_client(base_url: str | None, api_key: str) -> Any:
