@@ -313,3 +313,15 @@ def test_an_eval_through_the_fast_path_never_imports_litellm(server, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_credentials_in_the_api_base_are_never_sent_and_the_key_is(make_server, tmp_path):
+    """A key inside --api-base (`http://user:SECRET@host/v1`) is not sent as Basic auth nor
+    written anywhere; the run uses the key given and works."""
+    server = make_server(api_key="the-right-key-000")
+    host = server.base_url.removeprefix("http://")
+    grid = tp_gym.Grid.build("llm:openai/m", envs="tp_gym/Coding-Loyalty-v0", seeds=[0, 1])
+    options = {"api_base": f"http://user:SECRET-IN-URL@{host}", "api_key": "the-right-key-000"}
+    result = tp_gym.evaluate(grid, tmp_path, llm_options=options)
+    assert result.completed == 2 and not result.errors
+    assert not any(b"SECRET-IN-URL" in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
