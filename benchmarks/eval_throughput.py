@@ -6,7 +6,7 @@ An LLM agent (``llm:openai/gpt-4o-mini``, native tool calling) plays every organ
 against `tp_gym.testing.FakeOpenAIServer`, which answers each request after `--latency`
 seconds with a call to one of the request's tools (in its own process unless ``--server
 thread``). No key or network is used. The agent's calls go through one of the two
-transports (`tp_gym.llm.providers.TRANSPORTS`): the openai SDK fast path (``openai``, what
+transports (`tp_gym.llm.providers.TRANSPORTS`): the fast path (``openai``, what
 ``auto`` picks for this model and an ``api_base``) or ``litellm``.
 Printed side by side, all measured in this run:
 
@@ -21,7 +21,7 @@ Printed side by side, all measured in this run:
    (`tp_gym.runs.play.tuned_collector`): the ceiling of one Python process through
    litellm (litellm's CPU cost bounds it);
 4. the runner at 64 concurrent episodes through litellm, against that ceiling;
-5. bare fast-path calls (the openai SDK as `tp_gym.llm.openai_sdk` drives it), 64 in
+5. bare fast-path calls (as `tp_gym.llm.openai_sdk` makes them), 64 in
    flight, replaying the same requests: what the server and this process allow the fast
    path with no agent, env or log;
 6. the runner at 64 concurrent episodes on the fast path, against the ideal rate
@@ -30,8 +30,10 @@ Printed side by side, all measured in this run:
    sharing one log.
 
 Rates count LLM calls finished per second of wall time over the whole run (start-up and
-the tail where fewer episodes remain are included); *steady* counts only the middle 80% of
-the run, where every lane is busy. The concurrent measurements are repeated `--repeat`
+the tail where fewer episodes remain are included); *steady* counts only the part of the
+run where every slot is busy: from the moment the last slot fills until the grid's last
+episode starts (the tail after it depends on the grid's episode lengths, not on the runner,
+and weighs less the longer the run). The concurrent measurements are repeated `--repeat`
 times, interleaved, and the best of each is shown: other processes on a shared machine only
 ever slow a measurement down. Goals: on the fast path, at least 90% of the ideal rate at 16 and at 64; through
 litellm at 64, within 10% of the bare litellm ceiling; workers lift the ceiling with the
@@ -125,20 +127,23 @@ def grid_for(episodes: int, first_seed: int = 0) -> Grid:
     return Grid.build(AGENT, envs="tp_gym/*", seeds=seeds)
 
 
-def steady_rate(logs: list, share: float = 0.8) -> float | None:
-    """Calls per second in the middle `share` of the run, spreading each episode's calls
-    evenly over its own wall time (every call waits the same latency)."""
-    spans = [
+def steady_rate(logs: list, concurrency: int) -> float | None:
+    """Calls per second while every slot is busy: from the moment the last of the
+    `concurrency` slots fills until the last episode of the grid starts (after it, slots
+    go idle one by one: the tail, a property of the grid's episode lengths, not of the
+    runner). Each episode's calls are spread evenly over its own wall time (every call
+    waits the same latency)."""
+    spans = sorted(
         (log.timing["start_unix"], log.timing["start_unix"] + log.timing["wall_seconds"], calls)
         for log in logs
         if log.timing and (calls := sum(u.calls for u in log.usage.values()))
-    ]
-    if not spans:
+    )
+    if len(spans) <= concurrency:
         return None
-    begin = min(s for s, _, _ in spans)
-    end = max(e for _, e, _ in spans)
-    margin = (end - begin) * (1 - share) / 2
-    low, high = begin + margin, end - margin
+    low = spans[concurrency - 1][0]  # the slots are all busy once this many have started
+    high = spans[-1][0]  # no job left to start: the tail begins
+    if high <= low:
+        return None
     counted = 0.0
     for start, stop, calls in spans:
         overlap = max(0.0, min(stop, high) - max(start, low))
@@ -192,7 +197,7 @@ def run_runner(
         calls,
         result.completed,
         seconds,
-        steady_rate(logs),
+        steady_rate(logs, concurrency),
         cpu if alone else None,
         collector.seconds if alone else None,
     )
@@ -250,7 +255,7 @@ def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
 
 
 def run_bare_fast(base_url: str, concurrency: int, calls: int, requests: list[dict]) -> Measured:
-    """Bare openai-SDK calls as the fast path makes them (`tp_gym.llm.openai_sdk`), replaying
+    """Bare fast-path calls as the runner makes them (`tp_gym.llm.openai_sdk`), replaying
     the same requests, `concurrency` in flight: what this server and process allow the fast
     path with no agent, env or log."""
     from tp_gym.llm import openai_sdk
@@ -280,7 +285,7 @@ def run_bare_fast(base_url: str, concurrency: int, calls: int, requests: list[di
 
     with CollectorClock() as collector:
         seconds, cpu = asyncio.run(main())
-    label = f"bare openai SDK (fast path), {concurrency} in flight"
+    label = f"bare fast path, {concurrency} in flight"
     return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
 
 
@@ -413,8 +418,8 @@ def main() -> None:
                 at16,
                 f"{at16.rate / ideal16:.0%} of ideal {ideal16:.0f}/s (steady "
                 f"{(at16.steady or 0) / ideal16:.0%}), {at16.rate / bare16.rate:.0%} of bare; "
-                f"{at16.rate / sequential.rate:.1f}x one at a time; goal >= 90% of ideal: "
-                f"{'ok' if at16.rate >= 0.9 * ideal16 else 'MISSED'}",
+                f"{at16.rate / sequential.rate:.1f}x one at a time; goal, steady >= 90% of ideal: "
+                f"{'ok' if (at16.steady or 0) >= 0.9 * ideal16 else 'MISSED'}",
             )
         )
         rows.append((bare, f"ideal {ideal64:.0f}/s: the one-process litellm ceiling"))
@@ -422,8 +427,8 @@ def main() -> None:
             (
                 at64,
                 f"{at64.rate / bare.rate:.0%} of bare litellm (steady "
-                f"{(at64.steady or 0) / bare.rate:.0%}); goal >= 90%: "
-                f"{'ok' if at64.rate >= 0.9 * bare.rate else 'MISSED'}",
+                f"{(at64.steady or 0) / bare.rate:.0%}); goal, steady >= 90%: "
+                f"{'ok' if (at64.steady or 0) >= 0.9 * bare.rate else 'MISSED'}",
             )
         )
         rows.append((bare_fast, f"{bare_fast.rate / ideal64:.0%} of ideal {ideal64:.0f}/s"))
@@ -432,8 +437,9 @@ def main() -> None:
                 fast64,
                 f"{fast64.rate / ideal64:.0%} of ideal {ideal64:.0f}/s (steady "
                 f"{(fast64.steady or 0) / ideal64:.0%}), {fast64.rate / bare_fast.rate:.0%} of "
-                f"bare SDK; {fast64.rate / at64.rate:.1f}x litellm; "
-                f"goal >= 90% of ideal: {'ok' if fast64.rate >= 0.9 * ideal64 else 'MISSED'}",
+                f"bare fast path; {fast64.rate / at64.rate:.1f}x litellm; "
+                f"goal, steady >= 90% of ideal: "
+                f"{'ok' if (fast64.steady or 0) >= 0.9 * ideal64 else 'MISSED'}",
             )
         )
         for measured in with_workers:
