@@ -287,3 +287,15 @@ def test_report_out_never_overwrites_a_foreign_directory(tmp_path, capsys):
     for _ in range(2):  # a new directory, then the same one again: ours, so rewritten
         assert cli(capsys, "report", run, "--out", fresh, "--no-plots")[0] == EXIT_OK
     assert (fresh / "summary.csv").stat().st_size > 0
+
+
+def test_a_full_disk_during_run_out_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "episodes.jsonl"
+
+    def no_space(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tp_gym.runs.jsonl, "write_all", no_space)
+    code, err = cli(capsys, "run", "--env", ENV_ID, "--quiet", "--out", out)
+    assert code == EXIT_USAGE
+    assert f"{out}: No space left on device" in one_line(err)

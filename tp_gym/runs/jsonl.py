@@ -43,6 +43,14 @@ def torn_path(path: Path) -> Path:
     return path.with_name(path.name + TORN_SUFFIX)
 
 
+def naming(error: OSError, path: Path) -> OSError:
+    """`error` as an `OSError` whose message names `path` (os.write's errors name none)."""
+    if error.filename is not None or str(path) in str(error):
+        return error
+    reason = error.strerror or str(error) or type(error).__name__
+    return type(error)(error.errno, f"{path}: {reason}")
+
+
 def bad_line(path: Path, number: int, what: str) -> ValueError:
     """The error a reader raises for line `number` of `path` that is not `what`."""
     return ValueError(f"{path}:{number}: {what}")
@@ -134,14 +142,18 @@ def append_fd(fd: int, path: Path, data: bytes) -> None:
 
 
 def append_lines(path: str | Path, lines: Sequence[str]) -> None:
-    """Append `lines` (each ending in a newline) to `path`, surviving a crash (see above)."""
+    """Append `lines` (each ending in a newline) to `path`, surviving a crash (see above).
+    A failed write (disk full, read-only) raises `OSError` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_append(path)
     try:
-        append_fd(fd, path, "".join(lines).encode("utf-8"))
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_append(path)
+        try:
+            append_fd(fd, path, "".join(lines).encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise naming(error, path) from None
 
 
 def write_all(fd: int, data: bytes) -> None:

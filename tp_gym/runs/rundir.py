@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tp_gym.runs.grid import EpisodeKey, Grid
-from tp_gym.runs.jsonl import append_fd, bad_line, fcntl, open_append, repair, write_all
+from tp_gym.runs.jsonl import append_fd, bad_line, fcntl, naming, open_append, repair, write_all
 from tp_gym.variables import parse_variables
 
 FILE_LOCKS = fcntl is not None
@@ -260,14 +260,6 @@ REPORT_OUTPUTS = ("report.md", "summary.csv", "*.png")
 class RunDirError(Exception):
     """A run directory that cannot be used as asked (someone else's, a symlink inside, a
     lock held): a one-line message naming the path."""
-
-
-def naming(error: OSError, path: Path) -> OSError:
-    """`error` as an `OSError` whose message names `path` (os.write's errors name none)."""
-    if error.filename is not None or str(path) in str(error):
-        return error
-    reason = error.strerror or str(error) or type(error).__name__
-    return type(error)(error.errno, f"{path}: {reason}")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
