@@ -1,11 +1,14 @@
-"""The LLM layer: litellm behind one small client, cassettes, key redaction, the narrator.
+"""The LLM layer: one small client over two transports, cassettes, key redaction, the narrator.
 
-Nothing here imports litellm at import time; it loads on the first model call.
+Nothing here imports litellm or openai at import time; each loads on the first call that
+needs it, and a run that only calls OpenAI-compatible servers never loads litellm.
 
-- `client.LLMClient`: completions with retries, a per-call timeout, usage and cost.
-- `cassette.Cassette`: record LLM calls to JSONL and replay them offline.
-- `redact.Redactor`: keeps API keys out of logs, cassettes, reports and errors.
-- `conversation`: the agent's prompts, the two reply formats and the context policies.
+- `client.LLMClient`: completions with retries, a per-call timeout, usage and cost, through
+  litellm (any provider) or the fast path (`openai_sdk`: OpenAI-compatible servers);
+- `providers`: which transport and which credential variables a model id implies;
+- `cassette.Cassette`: record LLM calls to JSONL and replay them offline;
+- `redact.Redactor`: keeps the keys in use out of logs, cassettes, reports and errors;
+- `conversation`: the agent's prompts, the two reply formats and the context policies;
 - `narrator.NarratorWrapper`: the study's dual-model mode (an LLM writes the observations).
 """
 
