@@ -126,7 +126,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     truncated after `max_turns` turns, and under ``study`` after an unreadable reply.
 
     ## Arguments
-    `spec`: a bundled organization name, a path to a spec file, or an `OrgSpec`.
+    `spec`: a bundled organization name, a path to a spec file, or an `OrgSpec`. Through
+    Gymnasium, a spec file is ``gym.make(tp_gym.register_spec(path))``: its id is
+    ``tp_gym/<spec id>-v0``, known to worker processes too (``TP_GYM_SPEC_FILES``).
     `protocol`: ``"study"`` or ``"extended"``. The study's five variables (`stakes`,
     `feedback`, `goal_clarity`, `ethical_framework`, `liability`) and our `observed` and
     `principal_orders` (extended only) are keyword arguments and may be overridden per

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import re
 from typing import Any
 
@@ -99,18 +98,15 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def match_env_ids(patterns: str) -> list[str]:
-    """Env ids matching comma-separated glob patterns such as ``tp_gym/*``."""
-    from tp_gym import env_ids
+    """Env ids for comma-separated patterns: registered ids or globs such as ``tp_gym/*``,
+    and spec files, globs of them or directories (`tp_gym.runs.grid.resolve_envs`)."""
     from tp_gym.cli import CommandError
+    from tp_gym.runs.grid import resolve_envs
 
-    known = env_ids()
-    chosen: list[str] = []
-    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
-        matched = [i for i in known if fnmatch.fnmatchcase(i, pattern)]
-        if not matched:
-            raise CommandError(f"no environment matches {pattern!r}; known: {', '.join(known)}")
-        chosen += [i for i in matched if i not in chosen]
-    return chosen
+    try:
+        return resolve_envs(patterns)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 ENV_PROTOCOLS: tuple[str, ...] = ("study", "extended")

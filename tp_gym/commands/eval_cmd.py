@@ -41,8 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--envs",
         default=None,
-        help="comma-separated environment ids or glob patterns (default: 'tp_gym/*', or all of "
-        "the suite's environments with --suite)",
+        help="comma-separated environment ids or glob patterns, and spec files: paths ending "
+        "in .toml/.json, globs of them ('specs/*.toml') or directories (every *.toml/*.json in "
+        "them), logged as tp_gym/<spec id>-v0 (default: 'tp_gym/*', or all of the suite's "
+        "environments with --suite)",
     )
     parser.add_argument(
         "--suite",

@@ -10,7 +10,9 @@ the study protocol, ``observed`` the extended one). `Grid.jobs` lists every epis
 from __future__ import annotations
 
 import fnmatch
+import glob
 import json
+import os
 from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,28 +33,117 @@ EpisodeKey = tuple[str, str, str, "int | None", str]
 """(agent name, env id, variables as sorted JSON, seed, protocol): equal to `EpisodeLog.key`."""
 
 
-def resolve_envs(patterns: str | Sequence[str]) -> list[str]:
-    """Env ids matching glob patterns (a comma-separated string or a list), in order.
+SPEC_SUFFIXES = (".toml", ".json")
+"""The file names a spec file may have (`tp_gym.spec.load_spec` reads TOML or JSON)."""
 
-    Raises `ValueError` naming a pattern that matches no registered environment.
+
+def resolve_envs(patterns: str | Sequence[str]) -> list[str]:
+    """Env ids for patterns (a comma-separated string or a list), in order.
+
+    A pattern is a registered env id or a glob of them (``tp_gym/Healthcare-*``), or a spec
+    file: a path ending in ``.toml`` or ``.json``, a glob of paths (``specs/*.toml``; only
+    its ``.toml`` and ``.json`` files count), or a directory (every ``*.toml`` and ``*.json``
+    file directly in it). A pattern with a ``/`` that does not start with ``tp_gym/`` is a
+    path. Each spec file is validated and registered as ``tp_gym/<spec id>-v0``
+    (`tp_gym.register_spec`), the id its episodes are logged under.
+
+    Raises `ValueError` in one line naming a pattern that matches nothing, a missing file,
+    a directory with no spec in it, an invalid spec (its first problem), or two different
+    files with the same spec id.
     """
-    from tp_gym import env_ids
+    import tp_gym
 
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",")]
     patterns = [p.strip() for p in patterns if p.strip()]
     if not patterns:
         raise ValueError("no environments given")
-    known = env_ids()
     chosen: list[str] = []
+    sources: dict[str, str] = {}  # env id -> the spec file this call chose for it
     for pattern in patterns:
-        matched = [env_id for env_id in known if fnmatch.fnmatchcase(env_id, pattern)]
-        if not matched:
-            raise ValueError(
-                f"no environment matches {pattern!r}; known: {', '.join(known) or 'none'}"
-            )
-        chosen += [env_id for env_id in matched if env_id not in chosen]
+        if not _is_path(pattern):
+            known = tp_gym.env_ids()
+            matched = [env_id for env_id in known if fnmatch.fnmatchcase(env_id, pattern)]
+            if not matched:
+                raise ValueError(
+                    f"no environment matches {pattern!r} (a spec file must end in .toml or "
+                    f".json); known: {', '.join(known) or 'none'}"
+                )
+            chosen += [env_id for env_id in matched if env_id not in chosen]
+            continue
+        for path in spec_files(pattern):
+            spec_id = _spec_id(path)
+            env_id = f"tp_gym/{spec_id}-v0"
+            earlier = sources.setdefault(env_id, path)
+            if earlier != path:
+                raise ValueError(
+                    f"{earlier} and {path} both have the spec id {spec_id!r}: their episodes "
+                    f"would be logged under the same env id {env_id}; give each spec an id of "
+                    "its own"
+                )
+            tp_gym._register_file(path, spec_id)
+            if env_id not in chosen:
+                chosen.append(env_id)
     return chosen
+
+
+def _is_path(pattern: str) -> bool:
+    """Whether a `resolve_envs` pattern names spec files rather than registered ids."""
+    return (
+        pattern.endswith(SPEC_SUFFIXES)
+        or pattern.endswith(("/", os.sep))
+        or pattern.startswith((".", "/", "~", os.sep))
+        or ("/" in pattern and not pattern.startswith("tp_gym/"))  # every id is tp_gym/...
+        or os.path.isdir(os.path.expanduser(pattern))
+    )
+
+
+def spec_files(pattern: str) -> list[str]:
+    """The spec files (absolute paths, sorted) a path, glob or directory names.
+
+    Raises `ValueError` in one line if it names none.
+    """
+    expanded = os.path.expanduser(pattern)
+    if glob.has_magic(expanded):
+        matched = sorted(glob.glob(expanded))
+        files = [
+            f
+            for m in matched
+            for f in (_directory_specs(m) if os.path.isdir(m) else [m])
+            if f.endswith(SPEC_SUFFIXES)
+        ]
+        if not files:
+            raise ValueError(f"no spec file (*.toml, *.json) matches {pattern!r}")
+    elif os.path.isdir(expanded):
+        files = _directory_specs(expanded)
+        if not files:
+            raise ValueError(f"{pattern}: a directory with no spec file (*.toml, *.json) in it")
+    elif not os.path.lexists(expanded):
+        raise ValueError(f"{pattern}: no such spec file")
+    else:
+        files = [expanded]
+    return [os.path.abspath(f) for f in files]
+
+
+def _directory_specs(directory: str) -> list[str]:
+    return sorted(
+        os.path.join(directory, name)
+        for name in os.listdir(directory)
+        if name.endswith(SPEC_SUFFIXES)
+    )
+
+
+def _spec_id(path: str) -> str:
+    """The id of the spec file at `path`, validated; `ValueError` in one line if invalid."""
+    from tp_gym.spec import SpecError, load_spec
+
+    try:
+        return load_spec(path).id
+    except SpecError as error:
+        lines = error.lines()
+        more = len(lines) - 1
+        rest = f" (and {more} more problem{'s' * (more > 1)}; `tp-gym check` lists them)"
+        raise ValueError(lines[0] + (rest if more else "")) from None
 
 
 @dataclass(frozen=True)

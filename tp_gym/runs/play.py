@@ -91,6 +91,17 @@ class PlaySettings:
         """A new env for `env_id` under `protocol`, wrapped in the narrator if there is one."""
         import gymnasium as gym
 
+        import tp_gym
+
+        # Spec files registered in the parent reach worker processes and Ray tasks as
+        # TP_GYM_SPEC_FILES; a Ray task gets it after its worker imported tp_gym.
+        tp_gym._register_spec_files()
+        if env_id not in gym.registry:
+            raise gym.error.NameNotFound(
+                f"{env_id} is not registered in this process; register a spec file with "
+                "tp_gym.register_spec (or list it in TP_GYM_SPEC_FILES), not gymnasium's "
+                "register, so that worker processes and Ray tasks know it too"
+            )
         # The passive checker only re-checks what `check_env` (in the test suite) covers.
         env = gym.make(env_id, disable_env_checker=True, protocol=protocol)
         if self.narrator is None:

@@ -162,7 +162,7 @@ class RayBackend:
             retry_exceptions=False,
         )
         shared = ray.put(settings)  # shipped once, not with every task
-        keys = ray.put(credentials(jobs, settings))
+        keys = ray.put({**credentials(jobs, settings), **spec_files_variable()})
         pending = iter(jobs)
         running: dict[asyncio.Future[Any], tuple[Any, Job]] = {}
         delivered: set[EpisodeKey] = set()
@@ -235,6 +235,15 @@ def credentials(jobs: Sequence[Job], settings: PlaySettings) -> dict[str, str]:
 
     names = sorted({name for model in models for name in credential_variables(model)})
     return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+def spec_files_variable() -> dict[str, str]:
+    """``TP_GYM_SPEC_FILES`` as set here (the spec files registered with
+    `tp_gym.register_spec`), for the tasks: their workers register the same files."""
+    from tp_gym import SPEC_FILES_VARIABLE
+
+    value = os.environ.get(SPEC_FILES_VARIABLE)
+    return {SPEC_FILES_VARIABLE: value} if value else {}
 
 
 def describe(job: Job) -> str:
