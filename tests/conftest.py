@@ -7,7 +7,10 @@ tests mean something.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,3 +59,28 @@ def fast_llm(server: FakeOpenAIServer, **options: Any) -> dict[str, Any]:
         "retry_max_delay": 0.05,
     }
     return {**base, **options}
+
+
+def comparable(log: Any) -> str:
+    """A log as JSON without its timing (the only field that differs between runs)."""
+    return log.model_copy(update={"timing": None}).model_dump_json()
+
+
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A command in its own session (so a signal or a kill reaches it and its children)."""
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
+def wait_for_lines(process: subprocess.Popen, log: Path, lines: int, seconds: float = 60) -> None:
+    """Wait until `log` holds at least `lines` lines (the process must still be running)."""
+    deadline = time.monotonic() + seconds
+    while count_lines(log) < lines:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"fewer than {lines} episodes within {seconds:g} s"
+        time.sleep(0.002)

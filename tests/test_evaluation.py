@@ -10,11 +10,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from conftest import comparable, count_lines, start, wait_for_lines
 
 import tp_gym
 import tp_gym.agents
@@ -32,11 +32,6 @@ KILL_SEEDS = range(60)
 def kill_grid() -> Grid:
     """The grid the kill tests run, under the default (study) protocol, as the CLI runs it."""
     return Grid.build(KILL_AGENTS, envs="tp_gym/*", seeds=KILL_SEEDS)
-
-
-def comparable(log) -> str:
-    """A log as JSON without its timing (the only field that differs between runs)."""
-    return log.model_copy(update={"timing": None}).model_dump_json()
 
 
 def lines_by_key(run_dir: Path) -> dict:
@@ -72,25 +67,6 @@ def eval_command(out: Path, *extra: str) -> list[str]:
         "--quiet",
         *extra,
     ]
-
-
-def start(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-
-
-def count_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.is_file() else 0
-
-
-def wait_for_lines(process: subprocess.Popen, log: Path, lines: int) -> None:
-    """Wait until `log` holds at least `lines` lines (the process must still be running)."""
-    deadline = time.monotonic() + 60
-    while count_lines(log) < lines:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"fewer than {lines} episodes within 60 s"
-        time.sleep(0.002)
 
 
 def test_sigkill_then_resume_gives_exactly_the_uninterrupted_episodes(tmp_path, reference):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import comparable, count_lines, start, wait_for_lines
 
 pytest.importorskip("ray", reason="the Ray backend tests need Ray (pip install -e '.[dev]')")
 
@@ -184,24 +185,6 @@ def driver_env(cluster: Cluster) -> dict[str, str]:
     return {**cluster.env, "OPENAI_API_KEY": "sk-test-ray-key"}
 
 
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-
-
-def count_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.is_file() else 0
-
-
-def wait_for_lines(process: subprocess.Popen, log: Path, lines: int) -> None:
-    deadline = time.monotonic() + 90
-    while count_lines(log) < lines:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"fewer than {lines} episodes within 90 s"
-        time.sleep(0.01)
-
-
 def keys_once(run_dir: Path) -> set:
     """The keys of the run's episodes, none errored; `load_run` raises on a duplicate."""
     logs = load_run(run_dir)
@@ -209,10 +192,6 @@ def keys_once(run_dir: Path) -> set:
     keys = {log.key for log in logs}
     assert len(keys) == len(logs)
     return keys
-
-
-def comparable(log) -> str:
-    return log.model_copy(update={"timing": None}).model_dump_json()
 
 
 # --------------------------------------------------------------------------------- tests
@@ -245,7 +224,7 @@ def test_a_killed_ray_worker_is_replaced_and_no_episode_is_lost_or_doubled(
     out = tmp_path / "run"
     log = out / EPISODES_FILE
     process = start(llm_command(out, cluster, model), driver_env(cluster))
-    wait_for_lines(process, log, 2)
+    wait_for_lines(process, log, 2, seconds=90)
     victim = None
     deadline = time.monotonic() + 30
     while victim is None:
@@ -274,14 +253,14 @@ def test_a_killed_driver_and_a_ctrl_c_then_resume_play_every_episode_once(tmp_pa
     model.most_in_flight = 0
     # SIGKILL of the driver: its tasks go with it, what is written stays
     process = start(llm_command(out, cluster, model), driver_env(cluster))
-    wait_for_lines(process, log, 3)
+    wait_for_lines(process, log, 3, seconds=90)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     killed = count_lines(log)
     assert 0 < killed < total - 1
     # Ctrl-C of the resumed run: a clean stop, exit 3, every line valid
     process = start(llm_command(out, cluster, model, "--resume"), driver_env(cluster))
-    wait_for_lines(process, log, killed + 1)
+    wait_for_lines(process, log, killed + 1, seconds=90)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == EXIT_STOPPED, stderr
