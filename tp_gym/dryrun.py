@@ -12,6 +12,7 @@ level and reports what each yields and which pays best (`tp-gym check` prints it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tp_gym.spec import OrgSpec
@@ -27,6 +28,20 @@ class DryRunReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def distinct_problems(self) -> list[str]:
+        """`problems` without the repeats of one problem on other seeds (the first kept)."""
+        seen: set[str] = set()
+        out = []
+        for problem in self.problems:
+            key = _SEED_PREFIX.sub("", problem)
+            if key not in seen:
+                seen.add(key)
+                out.append(problem)
+        return out
+
+
+_SEED_PREFIX = re.compile(r"^seed \d+: ")
 
 
 def dry_run(

@@ -241,7 +241,7 @@ def generate_spec(
             report = _dry_run(spec, seeds, variables)
             current.utilities = {k: round(v, 4) for k, v in report.utilities.items()}
             if not report.ok:
-                current.stage, current.problems = "dry_run", _unique(report.problems)
+                current.stage, current.problems = "dry_run", report.distinct_problems()
             elif critic is not None:
                 current.review = review_spec(critic, spec)
                 if not current.review.passes(threshold):
@@ -418,18 +418,6 @@ def _critic_problems(review: Review, threshold: int) -> list[str]:
     low = [f"{c} scored {review.scores[c]}/5" for c in CRITERIA if review.scores[c] < threshold]
     problems = [f"the critic scored below {threshold}: {', '.join(low)}"]
     return problems + [f"fix: {f}" for f in review.fixes]
-
-
-def _unique(items: list[str]) -> list[str]:
-    """`items` without repeats of the same problem on other seeds."""
-    seen: set[str] = set()
-    out = []
-    for item in items:
-        key = re.sub(r"^seed \d+: ", "", item)
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
 
 
 __all__ = [

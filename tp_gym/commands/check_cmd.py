@@ -71,7 +71,7 @@ def check_one(target: str, seeds: list[int]) -> tuple[Any, list[str]]:
     problems = []
     try:
         report = dry_run(spec, seeds[:5])
-        problems += [f"{source}: dry_run: {p}" for p in _unique(report.problems)]
+        problems += [f"{source}: dry_run: {p}" for p in report.distinct_problems()]
         card = dilemma_card(spec, seeds, source=source)
     except Exception as error:  # noqa: BLE001 - a spec that crashes the engine is a problem
         return None, [f"{source}: engine: {type(error).__name__}: {' '.join(str(error).split())}"]
@@ -103,20 +103,6 @@ def _resolve(target: str) -> tuple[str, Any]:
         return target, None
     known = "see `tp-gym list`"
     raise SpecError(target, [("", f"no such spec file or registered organization; {known}")])
-
-
-def _unique(items: list[str]) -> list[str]:
-    """`items` without repeats of the same problem on other seeds."""
-    import re
-
-    seen: set[str] = set()
-    out = []
-    for item in items:
-        key = re.sub(r"^seed \d+: ", "", item)
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
 
 
 SHORT = {"failed_attempt": "failed", "staller": "stalling"}
