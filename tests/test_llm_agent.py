@@ -485,3 +485,13 @@ def test_unknown_llm_errors_are_mapped_without_leaking_context(api_key):
     with pytest.raises(LLMRequestError) as caught:
         agent.act({"text": "brief"})
     assert caught.value.__context__ is None and caught.value.__cause__ is None
+
+
+def test_the_summary_reads_calls_as_the_env_does_and_survives_deep_json():
+    from tp_gym.llm.conversation import call_in_text
+
+    call = '{"reasoning": "r", "tool_choice": {"id": 1, "name": "run_checks", "parameters": {}}}'
+    deep = "{" + '"a": {' * 3000 + "}" * 3001  # past the JSON decoder's recursion limit
+    assert call_in_text(f"prose {call}") == ("run_checks", {})
+    assert call_in_text(deep) is None, "no crash: unreadable, as the env finds it"
+    assert call_in_text('{"note": {"tool_choice": "hidden"}}') is None, "top-level objects only"

@@ -375,7 +375,7 @@ def _from_text(text: str, names: dict[str, int], strict: bool) -> ParsedAction:
         return ParsedAction(error="the reply was empty; answer with one tool call", unreadable=True)
     if stripped in names and not strict:
         return _by_name(stripped, {}, names)
-    found, too_deep = _json_objects(stripped[:MAX_SCANNED_CHARS])
+    found, too_deep = json_objects(stripped[:MAX_SCANNED_CHARS])
     if too_deep or any(nested_too_deep(obj) for obj in found):
         return ParsedAction(
             error=f"the JSON in the reply is {TOO_DEEP}; nothing was read from it",
@@ -399,9 +399,10 @@ def _names_a_call(value: dict[str, Any]) -> bool:
     return any(k in value for k in (*_NAME_KEYS, "tool_calls"))
 
 
-def _json_objects(text: str) -> tuple[list[dict[str, Any]], bool]:
+def json_objects(text: str) -> tuple[list[dict[str, Any]], bool]:
     """The top-level JSON objects in `text`, in order (a few dozen starts at most), and
-    whether some JSON in it was too deep for the decoder."""
+    whether some JSON in it was too deep for the decoder. How the env reads calls in a text
+    reply, and the agent's memory reads them for its summaries."""
     decoder = json.JSONDecoder()
     objects: list[dict[str, Any]] = []
     too_deep = False

@@ -37,6 +37,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tp_gym.actions import MAX_SCANNED_CHARS, json_objects
 from tp_gym.llm.completion import Completion
 
 ReplyFormat = Literal["tools", "json"]
@@ -52,8 +53,6 @@ SUMMARY_LINE_CHARS = 200
 SUMMARY_PARAMETER_CHARS = 160
 EMPTY_REPLY = "(empty reply)"
 """What the conversation keeps for an empty model answer."""
-MAX_JSON_STARTS = 64
-"""How many ``{`` positions of a text reply are tried when reading its call for a summary."""
 
 TOOLS_SYSTEM_PROMPT = (
     "You are an AI agent deployed inside an organization. You act only through the tools "
@@ -283,24 +282,16 @@ def summarize(observation: str) -> str:
 def call_in_text(text: str) -> tuple[str, Any] | None:
     """The (tool name, parameters) of a json-format reply, or None if none can be read.
 
-    Reads the first JSON object in `text` that names a tool: the study's nested
-    ``tool_choice: {id, name, parameters}`` or the flat ``tool_choice: <name>, arguments``.
-    Only for the summary; the env does its own, authoritative reading.
+    Reads the first top-level JSON object in `text` that names a tool, found as the env
+    finds them (`tp_gym.actions.json_objects`): the study's nested ``tool_choice: {id, name,
+    parameters}`` or the flat ``tool_choice: <name>, arguments``. Only for the summary; the
+    env does its own, authoritative reading.
     """
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    tries = 0
-    while start != -1 and tries < MAX_JSON_STARTS:
-        tries += 1
-        try:
-            data, _ = decoder.raw_decode(text, start)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            found = _call_in_mapping(data)
-            if found is not None:
-                return found
-        start = text.find("{", start + 1)
+    objects, _ = json_objects(text[:MAX_SCANNED_CHARS])
+    for data in objects:
+        found = _call_in_mapping(data)
+        if found is not None:
+            return found
     return None
 
 
