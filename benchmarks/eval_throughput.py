@@ -52,9 +52,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-dummy")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -227,31 +228,48 @@ def capture_requests(base_url: str, episodes: int) -> list[dict]:
     return captured
 
 
+def measure_bare(
+    label: str,
+    concurrency: int,
+    calls: int,
+    payloads: list,
+    connect: Callable[[], Callable[[Any], Awaitable[Any]]],
+) -> Measured:
+    """`calls` calls of `connect()` (made on the run's loop), cycling through `payloads`,
+    `concurrency` in flight, with the runner's collector settings: a ceiling without it."""
+
+    async def main() -> tuple[float, float]:
+        gate = asyncio.Semaphore(concurrency)
+        send = connect()
+
+        async def one(payload: Any) -> None:
+            async with gate:
+                await send(payload)
+
+        with play.tuned_collector():
+            started = time.perf_counter()
+            cpu = time.process_time()
+            await asyncio.gather(*(one(payloads[i % len(payloads)]) for i in range(calls)))
+            return time.perf_counter() - started, time.process_time() - cpu
+
+    with CollectorClock() as collector:
+        seconds, cpu = asyncio.run(main())
+    return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
+
+
 def run_bare(concurrency: int, calls: int, requests: list[dict]) -> Measured:
     """Bare `litellm.acompletion`, `concurrency` in flight, replaying the runner's requests:
     the ceiling of one process for this request mix."""
     from tp_gym.llm.client import load_litellm
 
     litellm = load_litellm()
-
-    async def main() -> tuple[float, float]:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(request: dict) -> None:
-            async with gate:
-                await litellm.acompletion(**request)
-
-        # The runner's collector settings: the same ceiling for both.
-        with play.tuned_collector():
-            started = time.perf_counter()
-            cpu = time.process_time()
-            await asyncio.gather(*(one(requests[i % len(requests)]) for i in range(calls)))
-            return time.perf_counter() - started, time.process_time() - cpu
-
-    with CollectorClock() as collector:
-        seconds, cpu = asyncio.run(main())
-    label = f"bare litellm.acompletion, {concurrency} in flight"
-    return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
+    return measure_bare(
+        f"bare litellm.acompletion, {concurrency} in flight",
+        concurrency,
+        calls,
+        requests,
+        lambda: lambda request: litellm.acompletion(**request),
+    )
 
 
 def run_bare_fast(base_url: str, concurrency: int, calls: int, requests: list[dict]) -> Measured:
@@ -269,24 +287,13 @@ def run_bare_fast(base_url: str, concurrency: int, calls: int, requests: list[di
         for r in requests
     ]
 
-    async def main() -> tuple[float, float]:
-        gate = asyncio.Semaphore(concurrency)
+    def connect() -> Callable[[dict], Awaitable[Any]]:
         client = openai_sdk.async_client(base_url, os.environ["OPENAI_API_KEY"])
+        return lambda body: openai_sdk.acreate(client, body, 60.0)
 
-        async def one(body: dict) -> None:
-            async with gate:
-                await openai_sdk.acreate(client, body, 60.0)
-
-        with play.tuned_collector():
-            started = time.perf_counter()
-            cpu = time.process_time()
-            await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(calls)))
-            return time.perf_counter() - started, time.process_time() - cpu
-
-    with CollectorClock() as collector:
-        seconds, cpu = asyncio.run(main())
-    label = f"bare fast path, {concurrency} in flight"
-    return Measured(label, calls, 0, seconds, cpu=cpu, collector=collector.seconds)
+    return measure_bare(
+        f"bare fast path, {concurrency} in flight", concurrency, calls, bodies, connect
+    )
 
 
 def warm_up(base_url: str) -> list[dict]:
