@@ -49,8 +49,9 @@ class RationalAgent(PlanAgent):
         """Whether the expected value of the toxic terminal beats the compliant one."""
         oracle = self._oracle
         assert oracle is not None, "reset() first"
-        odds = oracle.odds()
-        toxic = oracle.gain(oracle.first("direct_executor"))
+        position = oracle.first("direct_executor")
+        odds = oracle.odds(position)
+        toxic = oracle.gain(position)
         compliant = oracle.gain(oracle.first("standard_executor"))
         expected = (
             self.taste * toxic * (1.0 - odds.block) - odds.p_seen() * oracle.detection_penalty()

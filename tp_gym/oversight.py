@@ -58,11 +58,16 @@ class Odds:
 
     @classmethod
     def of(cls, feedback: str, observed: bool, cover: float) -> Odds:
-        """The odds for a `feedback` level, `observed` switch and safeguard `cover`."""
+        """The odds for a `feedback` level, `observed` switch and `cover`: the safeguard
+        coverage, times any exposure, strength and visibility multipliers (capped at 1)."""
         if not observed:
             return cls(0.0, 0.0, 0.0)
         level: FeedbackLevel = FEEDBACK[feedback]
-        return cls(block=level.block * cover, warn=level.warn * cover, detect=level.detect * cover)
+        return cls(
+            block=min(1.0, level.block * cover),
+            warn=min(1.0, level.warn * cover),
+            detect=min(1.0, level.detect * cover),
+        )
 
     def p_seen(self) -> float:
         """Probability that a call is blocked or detected."""

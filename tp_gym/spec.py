@@ -255,6 +255,9 @@ class Oversight(_Model):
 
     safeguards: list[Safeguard] = Field(min_length=1, max_length=12)
     residual: float = Field(0.3, ge=0.0, le=1.0)
+    strength: float = Field(1.0, gt=0.0, le=3.0)
+    """Extended protocol (ours): multiplies the feedback level's odds (capped at 1), so one
+    organization's compliance team is sharper than another's."""
     detection_penalty: float = Field(6.0, ge=0.0, le=1000.0)
     rollback: StrictBool = False
     replace_after_detections: int | None = Field(3, ge=1, le=100)
@@ -323,34 +326,80 @@ class ToolArg(_Model):
 class Effect(_Model):
     """A declarative change applied when a tool executes.
 
-    `target` is ``resources.<id>``, ``stakeholders.<id>.welfare``, ``stakeholders.<id>.trust``
-    or ``safeguards.<id>``. Resources and stakeholder attributes take `delta` (clipped to
-    their bounds); safeguards take `enable`.
+    `target` is one of:
+
+    - ``resources.<id>``, ``stakeholders.<id>.welfare``, ``stakeholders.<id>.trust``: take
+      `delta` (clipped to their bounds);
+    - ``safeguards.<id>``: takes `enable`;
+    - ``oversight.exposure`` (extended protocol, ours): `delta` is added to the exposure
+      multiplier on oversight's odds for every later toxic call (starts at 1, kept in
+      [0, 3]); a modifier that hides the trail lowers it, a disclosure raises it;
+    - ``clearances.<id>`` (extended protocol, ours): requests that clearance; it is granted
+      `delay` turns later (0: at once). Tools that `need` it execute only once it is granted.
+
+    Conditions and scaling, each optional:
+
+    - `when`: argument values the call must have (``when = {recipient = "compliance"}``);
+    - `after`: a role one of whose tools must have executed earlier in the episode
+      (``after = "modifier"``: the terminal yields more once the modifier ran);
+    - `per_unit_of`: a number or integer argument; `delta` is multiplied by
+      ``clip(value / unit, 0, max_units)``, so amounts and sizes change what a call does.
     """
 
     target: Annotated[str, StringConstraints(max_length=120)]
     delta: float = Field(0.0, ge=-1e6, le=1e6)
     enable: StrictBool | None = None
+    delay: int | None = Field(None, ge=0, le=100)
+    when: dict[Identifier, str | int | float | bool] | None = Field(None, max_length=4)
+    after: Role | None = None
+    per_unit_of: Identifier | None = None
+    unit: float = Field(1.0, gt=0.0, le=1e12)
+    max_units: float = Field(10.0, gt=0.0, le=1e6)
 
     @model_validator(mode="after")
     def _shape(self) -> Effect:
         parts = self.target.split(".")
-        if parts[0] == "safeguards":
+        kind = parts[0]
+        if kind == "safeguards":
             if len(parts) != 2 or self.enable is None:
                 raise ValueError("a safeguards.<id> effect needs `enable = true|false`")
-        elif parts[0] == "resources":
+        elif kind == "resources":
             if len(parts) != 2 or self.enable is not None:
                 raise ValueError("a resources.<id> effect takes `delta`, not `enable`")
-        elif parts[0] == "stakeholders":
+        elif kind == "stakeholders":
             if len(parts) != 3 or parts[2] not in ("welfare", "trust") or self.enable is not None:
                 raise ValueError(
                     "a stakeholder effect is stakeholders.<id>.welfare or .trust with `delta`"
                 )
+        elif kind == "oversight":
+            if self.target != "oversight.exposure" or self.enable is not None:
+                raise ValueError("the only oversight target is oversight.exposure, with `delta`")
+        elif kind == "clearances":
+            if len(parts) != 2 or self.delay is None or self.enable is not None or self.delta:
+                raise ValueError("a clearances.<id> effect takes `delay` (turns), nothing else")
         else:
             raise ValueError(
-                f"target {self.target!r} must start with resources., stakeholders. or safeguards."
+                f"target {self.target!r} must start with resources., stakeholders., "
+                "safeguards., oversight. or clearances."
             )
+        if kind != "clearances" and self.delay is not None:
+            raise ValueError("`delay` belongs to clearances.<id> effects only")
+        if self.per_unit_of is not None and kind in ("safeguards", "clearances"):
+            raise ValueError(f"per_unit_of scales a delta; a {kind} effect has none")
         return self
+
+
+class Clearance(_Model):
+    """An approval the compliant path may need (extended protocol, ours).
+
+    A tool with ``needs = "<id>"`` does not execute until an effect ``clearances.<id>`` has
+    been granted; until then the agent reads `pending_text` and the turn passes (delay costs
+    keep growing). `granted_text` is shown when it arrives.
+    """
+
+    id: Identifier
+    pending_text: LongText
+    granted_text: LongText
 
 
 class Violation(_Model):
@@ -390,6 +439,11 @@ class Tool(_Model):
     warning_text: LongText | None = None
     notice_text: LongText | None = None
     detected_text: LongText | None = None
+    visibility: float = Field(1.0, ge=0.0, le=5.0)
+    """Extended protocol (ours): multiplies oversight's odds for this tool's calls (a quiet
+    maintenance switch is less visible than a large trade)."""
+    needs: Identifier | None = None
+    """Extended protocol (ours): a clearance that must be granted before this tool executes."""
 
     @model_validator(mode="after")
     def _labels_match_role(self) -> Tool:
@@ -427,10 +481,42 @@ class StakesText(_Model):
     low: LongText
 
 
+class LinkedPool(_Model):
+    """Placeholders drawn together (coherent variants): each variant takes one whole row.
+
+    ``[linked.case] keys = ["score", "threshold", "amount"]`` with ``rows = [["62", "70",
+    "$40,000"], ...]`` makes ``{score}``, ``{threshold}`` and ``{amount}`` come from the same
+    row, so every variant tells a consistent story (a score below its threshold, an amount
+    that fits the case).
+    """
+
+    keys: list[Identifier] = Field(min_length=1, max_length=12)
+    rows: list[
+        Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
+            Field(min_length=1, max_length=12),
+        ]
+    ] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> LinkedPool:
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("keys must be unique")
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.keys):
+                raise ValueError(f"rows[{i}] has {len(row)} value(s); keys name {len(self.keys)}")
+        return self
+
+
 class OrgSpec(_Model):
     """An organization: the full, validated description of one dilemma scenario."""
 
-    id: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z]*-[A-Z][A-Za-z]*$")]
+    id: Annotated[
+        str, StringConstraints(pattern=r"^[A-Z][A-Za-z]*-[A-Z][A-Za-z]*(-[A-Z][A-Za-z0-9]*)?$")
+    ] = Field(
+        description="'<Domain>-<Driver>' for the study's eight organizations, "
+        "'<Domain>-<Driver>-<Situation>' for the others (e.g. 'Finance-Loyalty-Lending')."
+    )
     domain: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z]{1,31}$")]
     driver: Literal["Loyalty", "SelfPreservation"]
     title: ShortText
@@ -470,6 +556,8 @@ class OrgSpec(_Model):
             Field(min_length=1, max_length=1000),
         ],
     ] = Field(default_factory=dict, max_length=64)
+    linked: dict[Identifier, LinkedPool] = Field(default_factory=dict, max_length=16)
+    clearances: list[Clearance] = Field(default_factory=list, max_length=8)
     stakes: StakesText
     resources: list[Resource] = Field(min_length=1, max_length=8)
     stakeholders: list[Stakeholder] = Field(min_length=2, max_length=8)
@@ -487,10 +575,23 @@ class OrgSpec(_Model):
     def cross_field_problems(self) -> list[tuple[str, str]]:
         """(field, problem) for every rule that spans fields; empty when the spec holds."""
         problems: list[tuple[str, str]] = []
-        if f"{self.domain}-{self.driver}" != self.id:
+        cell = f"{self.domain}-{self.driver}"
+        if self.id != cell and not self.id.startswith(cell + "-"):
             problems.append(
-                ("id", f"{self.id!r} must be '<domain>-<driver>' = '{self.domain}-{self.driver}'")
+                (
+                    "id",
+                    f"{self.id!r} must be '<domain>-<driver>' = {cell!r} or "
+                    f"'<domain>-<driver>-<Situation>', e.g. '{cell}-Audit'",
+                )
             )
+        for key, group in self.linked.items():
+            for column in group.keys:
+                if column in self.pools:
+                    problems.append((f"linked.{key}.keys", f"{column!r} is also a key of [pools]"))
+        columns = [c for group in self.linked.values() for c in group.keys]
+        problems += [
+            ("linked", f"{c!r} is a key of two linked groups") for c in _duplicates(columns)
+        ]
         for where, ids in (
             ("resources", [r.id for r in self.resources]),
             ("stakeholders", [s.id for s in self.stakeholders]),
@@ -516,11 +617,20 @@ class OrgSpec(_Model):
             )
         if not any(r.utility_weight for r in self.resources):
             problems.append(("resources", "at least one resource needs a non-zero utility_weight"))
+        problems += [
+            ("clearances", f"duplicate id {c!r}")
+            for c in _duplicates([c.id for c in self.clearances])
+        ]
         for i, tool in enumerate(self.tools):
             for j, effect in enumerate(tool.effects):
                 problem = self._target_problem(effect.target)
                 if problem:
                     problems.append((f"tools[{i}].effects[{j}].target", problem))
+                problems += [
+                    (f"tools[{i}].effects[{j}].{field}", problem)
+                    for field, problem in _condition_problems(tool, effect)
+                ]
+        problems += self._clearance_problems()
         roles = {t.role for t in self.tools}
         missing = [r for r in ROLES if r not in roles]
         if missing:
@@ -554,28 +664,81 @@ class OrgSpec(_Model):
 
     def _target_problem(self, target: str) -> str | None:
         parts = target.split(".")
+        if parts[0] == "oversight":
+            return None
         known = {
             "resources": {r.id for r in self.resources},
             "stakeholders": {s.id for s in self.stakeholders},
             "safeguards": {s.id for s in self.oversight.safeguards},
+            "clearances": {c.id for c in self.clearances},
         }[parts[0]]
         if parts[1] not in known:
             return f"{target!r} names no existing {parts[0][:-1]}; known: {sorted(known)}"
         return None
 
+    def _clearance_problems(self) -> list[tuple[str, str]]:
+        """A tool may need only a known clearance, one that a compliant or neutral tool grants."""
+        known = {c.id for c in self.clearances}
+        granted = {
+            e.target.split(".")[1]
+            for t in self.tools
+            if t.role not in TOXIC_ROLES
+            for e in t.effects
+            if e.target.startswith("clearances.")
+        }
+        problems = []
+        for i, tool in enumerate(self.tools):
+            if tool.needs is None:
+                continue
+            if tool.needs not in known:
+                problems.append(
+                    (
+                        f"tools[{i}].needs",
+                        f"{tool.needs!r} is not in [[clearances]]; known: {sorted(known)}",
+                    )
+                )
+            elif tool.needs not in granted:
+                problems.append(
+                    (
+                        f"tools[{i}].needs",
+                        f"no compliant or neutral tool has a clearances.{tool.needs} effect, "
+                        "so the tool could never execute",
+                    )
+                )
+        return problems
+
+    def placeholder_pools(self) -> dict[str, list[str]]:
+        """Every placeholder's possible values: `pools` and the columns of `linked` groups."""
+        values = dict(self.pools)
+        for group in self.linked.values():
+            for i, key in enumerate(group.keys):
+                values[key] = [row[i] for row in group.rows]
+        return values
+
     def _placeholder_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
+        pools = self.placeholder_pools()
+        quoting = _TOOL_QUOTING
         for where, text in self.template_fields():
-            problems += [(where, p) for p in brace_problems(text, self.pools)]
+            tool_match = quoting.match(where)
+            args = (
+                {a.name for a in self.tools[int(tool_match.group(1))].args} if tool_match else set()
+            )
+            problems += [(where, p) for p in brace_problems(text, pools)]
             for key in dict.fromkeys(template_keys(text)):
-                if key not in self.pools:
-                    problems.append((where, f"placeholder {{{key}}} has no entry in [pools]"))
+                if key not in pools and key not in args:
+                    known = (
+                        "[pools], [linked] or this tool's arguments"
+                        if tool_match
+                        else ("[pools] or [linked]")
+                    )
+                    problems.append((where, f"placeholder {{{key}}} has no entry in {known}"))
             for key in _BEFORE_PERIOD.findall(text):
-                bad = [v for v in self.pools.get(key, []) if v.endswith(".")]
+                bad = [v for v in pools.get(key, []) if v.endswith(".")]
                 if bad:
                     problems.append((where, f"{{{key}}}. renders as {bad[0]!r}. with two periods"))
             for key in _POSSESSIVE.findall(text):
-                bad = [v for v in self.pools.get(key, []) if v.endswith("s")]
+                bad = [v for v in pools.get(key, []) if v.endswith("s")]
                 if bad:
                     problems.append(
                         (
@@ -588,9 +751,7 @@ class OrgSpec(_Model):
         for i, tool in enumerate(self.tools):
             for j, arg in enumerate(tool.args):
                 if arg.enum and isinstance(arg.default, str):
-                    outside = [
-                        v for v in _variant_values(arg.default, self.pools) if v not in arg.enum
-                    ]
+                    outside = [v for v in _variant_values(arg.default, pools) if v not in arg.enum]
                     if outside:
                         problems.append(
                             (
@@ -601,7 +762,7 @@ class OrgSpec(_Model):
                         )
         owner: dict[str, int] = {}
         for i, tool in enumerate(self.tools):
-            for name in _variant_values(tool.name, self.pools):
+            for name in _variant_values(tool.name, pools):
                 if not _TOOL_NAME.match(name):
                     problems.append(
                         (
@@ -624,14 +785,15 @@ class OrgSpec(_Model):
     def _neutral_tool_problems(self) -> list[tuple[str, str]]:
         """A problem for each tool text that gives its track away (`TRACK_WORDS`)."""
         problems: list[tuple[str, str]] = []
+        pools = self.placeholder_pools()
         for i, tool in enumerate(self.tools):
             for where, text in _shown_tool_texts(i, tool):
-                for values in _combinations(text, self.pools):
+                for values in _combinations(text, pools):
                     found = track_words_in(_fill(text, values))
                     if not found:
                         continue
                     matched, entry = found[0]
-                    names = _variant_values(_fill(tool.name, values), self.pools)
+                    names = _variant_values(_fill(tool.name, values), pools)
                     label = " / ".join(map(repr, names[:3])) + (" / ..." * (len(names) > 3))
                     problems.append(
                         (
@@ -691,11 +853,38 @@ class OrgSpec(_Model):
         count = 1
         for values in self.pools.values():
             count *= len(values)
+        for group in self.linked.values():
+            count *= len(group.rows)
         return count
 
 
 _PROBLEMS = "spec problems:\n"
 """Marks a model error that carries several (field, problem) lines, one per line."""
+
+
+_TOOL_QUOTING = re.compile(
+    r"^tools\[(\d+)\]\.(result|blocked_text|warning_text|notice_text|detected_text)$"
+)
+"""Tool texts that may quote the call's arguments by name (``{amount}``)."""
+
+
+def _condition_problems(tool: Tool, effect: Effect) -> list[tuple[str, str]]:
+    """(field, problem) for an effect's `when` and `per_unit_of` that do not fit `tool`."""
+    args = {a.name: a for a in tool.args}
+    problems = []
+    for name, value in (effect.when or {}).items():
+        arg = args.get(name)
+        if arg is None:
+            problems.append(("when", f"{name!r} is not an argument of this tool"))
+        elif arg.enum is not None and str(value) not in arg.enum:
+            problems.append(("when", f"{name} = {value!r} is not one of enum {arg.enum}"))
+    if effect.per_unit_of is not None:
+        arg = args.get(effect.per_unit_of)
+        if arg is None or arg.type not in ("integer", "number"):
+            problems.append(
+                ("per_unit_of", f"{effect.per_unit_of!r} must name an integer or number argument")
+            )
+    return problems
 
 
 def _duplicates(ids: list[str]) -> list[str]:
@@ -1011,23 +1200,36 @@ def spec_from_dict(data: object, source: str = "<spec>") -> OrgSpec:
 
 
 def _gain(spec: OrgSpec, tool: Tool, state: dict[str, float]) -> float:
-    """The utility `tool`'s effects earn from `state` (resources clipped to their bounds)."""
+    """The utility `tool`'s effects earn from `state` (resources clipped to their bounds),
+    called with its default arguments as the first toxic or compliant move (effects that
+    need an earlier role, ``after``, do not count)."""
     by_id = {r.id: r for r in spec.resources}
+    pools = spec.placeholder_pools()
+    defaults = {
+        a.name: _variant_values(a.default, pools)[0] if isinstance(a.default, str) else a.default
+        for a in tool.args
+    }
     utility = 0.0
     for effect in tool.effects:
         kind, _, rid = effect.target.partition(".")
-        if kind != "resources":
+        if kind != "resources" or effect.after is not None:
             continue
+        if any(str(defaults.get(k)) != str(v) for k, v in (effect.when or {}).items()):
+            continue
+        delta = effect.delta
+        if effect.per_unit_of is not None:
+            amount = float(defaults.get(effect.per_unit_of, 0))
+            delta *= min(effect.max_units, max(0.0, amount / effect.unit))
         resource = by_id[rid]
         old = state[rid]
-        new = min(resource.max, max(resource.min, old + effect.delta))
+        new = min(resource.max, max(resource.min, old + delta))
         state[rid] = new
         utility += resource.utility_weight * (new - old)
     return utility
 
 
 def _tool_label(spec: OrgSpec, i: int) -> str:
-    return f"tools[{i}] {_variant_values(spec.tools[i].name, spec.pools)[0]!r}"
+    return f"tools[{i}] {_variant_values(spec.tools[i].name, spec.placeholder_pools())[0]!r}"
 
 
 def payoffs(spec: OrgSpec) -> dict[str, Any]:

@@ -22,17 +22,55 @@ from tp_gym.spec import OrgSpec, Tool, split_template
 from tp_gym.text import sanitize
 
 CACHE_LIMIT = 4096
+MAX_EXPOSURE = 3.0
+"""The exposure multiplier on oversight's odds stays in [0, MAX_EXPOSURE]."""
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledEffect:
-    """An effect resolved to an index: kind is 'resource', 'welfare', 'trust' or 'safeguard'."""
+    """An effect resolved to an index.
+
+    `kind` is 'resource', 'welfare', 'trust', 'safeguard', 'exposure' or 'clearance'. The
+    conditions (`when`, `after`) and the scaling (`per`, `unit`, `max_units`) are those of
+    `tp_gym.spec.Effect`; `concrete` resolves them for one call.
+    """
 
     kind: str
     index: int
     delta: float
     enable: bool | None
+    delay: int = 0
+    when: tuple[tuple[str, object], ...] = ()
+    after: str | None = None
+    per: str | None = None
+    unit: float = 1.0
+    max_units: float = 10.0
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.when) or self.after is not None or self.per is not None
+
+    def concrete(self, arguments: dict[str, Any], executed: set[str]) -> CompiledEffect | None:
+        """This effect for a call with `arguments` after the roles in `executed` ran; None
+        when a condition does not hold."""
+        if self.after is not None and self.after not in executed:
+            return None
+        for name, value in self.when:
+            if name not in arguments or not _same(arguments[name], value):
+                return None
+        if self.per is None:
+            return self
+        amount = arguments.get(self.per, 0)
+        units = min(self.max_units, max(0.0, float(amount) / self.unit))
+        return CompiledEffect(self.kind, self.index, self.delta * units, self.enable)
+
+
+def _same(given: object, wanted: object) -> bool:
+    """Argument equality for `when`: strings compare case-blind and trimmed."""
+    if isinstance(given, str) and isinstance(wanted, str):
+        return given.strip().casefold() == wanted.strip().casefold()
+    return given == wanted
 
 
 class Template:
@@ -88,9 +126,13 @@ class CompiledTool:
         "terminal",
         "args",
         "effects",
+        "conditional",
         "violations",
         "templates",
         "touches_safeguards",
+        "visibility",
+        "needs",
+        "quoted",
         "_head",
         "_default_call",
     )
@@ -98,22 +140,15 @@ class CompiledTool:
     def __init__(self, tool: Tool, index: dict[str, dict[str, int]]) -> None:
         self.role = tool.role
         self.terminal = tool.terminal
+        self.visibility = tool.visibility
+        self.needs = None if tool.needs is None else index["clearances"][tool.needs]
         self.args = tuple(
             ArgSpec(a.name, a.type, a.required, tuple(a.enum) if a.enum else None, a.max_length)
             for a in tool.args
         )
-        effects = []
-        for effect in tool.effects:
-            parts = effect.target.split(".")
-            i = index[parts[0]][parts[1]]
-            if parts[0] == "resources":
-                effects.append(CompiledEffect("resource", i, effect.delta, None))
-            elif parts[0] == "stakeholders":
-                effects.append(CompiledEffect(parts[2], i, effect.delta, None))
-            else:
-                effects.append(CompiledEffect("safeguard", i, 0.0, effect.enable))
-        self.effects = tuple(effects)
-        self.touches_safeguards = any(e.kind == "safeguard" for e in effects)
+        self.effects = tuple(_compile_effect(effect, index) for effect in tool.effects)
+        self.conditional = any(e.conditional for e in self.effects)
+        self.touches_safeguards = any(e.kind == "safeguard" for e in self.effects)
         self.violations = tuple((v.category, v.severity) for v in tool.violations)
         self.templates: dict[str, Template | int | float | bool] = {
             "name": Template(tool.name),
@@ -129,6 +164,12 @@ class CompiledTool:
             self.templates[f"default:{arg.name}"] = (
                 Template(arg.default) if isinstance(arg.default, str) else arg.default
             )
+        arg_names = {a.name for a in tool.args}
+        self.quoted = {
+            key: bool(t.keys & arg_names)
+            for key, t in self.templates.items()
+            if isinstance(t, Template)
+        }
         self._head = Memo([self.templates["name"], self.templates["description"]])
         self._default_call = Memo(
             [self.templates["name"], *(self.templates[f"default:{a.name}"] for a in tool.args)]
@@ -145,10 +186,10 @@ class CompiledTool:
 
         return self._head.get(values, build)
 
-    def default_call(self, values: dict[str, str]) -> str:
-        """The default arguments, validated and as shown back (what an index action calls)."""
+    def default_call(self, values: dict[str, str]) -> tuple[dict[str, Any], str]:
+        """The default arguments, validated, and as shown back (what an index action calls)."""
 
-        def build() -> str:
+        def build() -> tuple[dict[str, Any], str]:
             name = self.templates["name"].render(values)
             defaults = {
                 a.name: t.render(values) if isinstance(t, Template) else t
@@ -158,9 +199,49 @@ class CompiledTool:
             arguments, error = validate_arguments(name, self.args, defaults)
             if error is not None:
                 raise ValueError(f"the default arguments of {name} are invalid: {error}")
-            return arguments_text(arguments)
+            return arguments, arguments_text(arguments)
 
         return self._default_call.get(values, build)
+
+    def effects_for(
+        self, arguments: dict[str, Any], executed: set[str]
+    ) -> tuple[CompiledEffect, ...]:
+        """The effects of a call with `arguments` after the roles in `executed` have run."""
+        if not self.conditional:
+            return self.effects
+        found = (e.concrete(arguments, executed) for e in self.effects)
+        return tuple(e for e in found if e is not None)
+
+
+QUOTE_CHARS = 120
+"""An argument quoted in a tool's result is cut to this many characters."""
+
+
+def _compile_effect(effect: Any, index: dict[str, dict[str, int]]) -> CompiledEffect:
+    """`effect` (a `tp_gym.spec.Effect`) with its target resolved to an index."""
+    parts = effect.target.split(".")
+    if parts[0] == "resources":
+        kind, i = "resource", index["resources"][parts[1]]
+    elif parts[0] == "stakeholders":
+        kind, i = parts[2], index["stakeholders"][parts[1]]
+    elif parts[0] == "safeguards":
+        kind, i = "safeguard", index["safeguards"][parts[1]]
+    elif parts[0] == "clearances":
+        kind, i = "clearance", index["clearances"][parts[1]]
+    else:
+        kind, i = "exposure", 0
+    return CompiledEffect(
+        kind,
+        i,
+        effect.delta,
+        effect.enable,
+        delay=effect.delay or 0,
+        when=tuple(sorted((effect.when or {}).items())),
+        after=effect.after,
+        per=effect.per_unit_of,
+        unit=effect.unit,
+        max_units=effect.max_units,
+    )
 
 
 class ScenarioTool:
@@ -208,21 +289,49 @@ class ScenarioTool:
 
     @property
     def result(self) -> str:
-        """What the agent reads when the call executes."""
-        return self._text("result")
+        """What the agent reads when a default call executes."""
+        return self.result_for(self.default_arguments())
+
+    def result_for(self, arguments: dict[str, Any]) -> str:
+        """What the agent reads when a call with `arguments` executes (it may quote them)."""
+        return self.text_for("result", arguments)
+
+    def text_for(self, key: str, arguments: dict[str, Any]) -> str:
+        """Text `key` of this tool, quoting the call's `arguments` where it names them."""
+        if not self.compiled.quoted.get(key):
+            return self._text(key)
+        values = dict(self.values)
+        values.update((name, _quote(value)) for name, value in arguments.items())
+        for arg in self.args:  # an optional argument left out reads as its default
+            if arg.name not in arguments:
+                values[arg.name] = _quote(self.default_arguments().get(arg.name, ""))
+        return self.compiled.templates[key].render(values)  # type: ignore[union-attr]
 
     @property
     def arg_descriptions(self) -> tuple[str, ...]:
         return tuple(self._text(f"arg:{a.name}") for a in self.args)
 
     def default_call(self) -> str:
-        """The default arguments, validated and as shown back (what an index action calls)."""
-        return self.compiled.default_call(self.values)
+        """The default arguments as shown back (what an index action calls)."""
+        return self.compiled.default_call(self.values)[1]
 
-    def oversight_text(self, kind: str) -> str | None:
+    def default_arguments(self) -> dict[str, Any]:
+        """The default arguments, validated."""
+        return self.compiled.default_call(self.values)[0]
+
+    def oversight_text(self, kind: str, arguments: dict[str, Any] | None = None) -> str | None:
         """This tool's own 'blocked', 'warning', 'notice' or 'detected' text, if any."""
         key = f"oversight:{kind}"
-        return self._text(key) if key in self.compiled.templates else None
+        if key not in self.compiled.templates:
+            return None
+        return self.text_for(key, arguments if arguments is not None else {})
+
+
+def _quote(value: object) -> str:
+    """An argument value as a tool's text quotes it: short, one line, in the charset."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return sanitize(" ".join(str(value).split()), QUOTE_CHARS)
 
 
 class Scenario:
@@ -252,7 +361,8 @@ class Scenario:
     def text(self, key: str) -> str:
         """The rendered text `key`: one of title, agent_role, goal, task, own_stake, order,
         stakes.<level>, blocked, warning, notice, detected, replaced, principal, requester,
-        pressure.<i>, resource.<i>, stakeholder.<i>, safeguard.<i>."""
+        pressure.<i>, resource.<i>, stakeholder.<i>, safeguard.<i>,
+        clearance.<i>.pending, clearance.<i>.granted."""
         found = self._rendered.get(key)
         if found is None:
             found = self._rendered[key] = self._templates[key].render(self.values)
@@ -273,7 +383,14 @@ class ScenarioTemplate:
     def __init__(self, spec: OrgSpec) -> None:
         self.spec = spec
         self.variant_count = spec.variant_count()
-        self._pools = [(key, [sanitize(v) for v in spec.pools[key]]) for key in sorted(spec.pools)]
+        # One radix per pool, then one per linked group (a whole row is one draw).
+        self._radices: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = [
+            ((key,), [(sanitize(v),) for v in spec.pools[key]]) for key in sorted(spec.pools)
+        ]
+        self._radices += [
+            (tuple(group.keys), [tuple(sanitize(v) for v in row) for row in group.rows])
+            for _, group in sorted(spec.linked.items())
+        ]
         oversight = spec.oversight
         texts = {
             "title": spec.title,
@@ -307,7 +424,13 @@ class ScenarioTemplate:
             "resources": {r.id: i for i, r in enumerate(spec.resources)},
             "stakeholders": {s.id: i for i, s in enumerate(spec.stakeholders)},
             "safeguards": {s.id: i for i, s in enumerate(oversight.safeguards)},
+            "clearances": {c.id: i for i, c in enumerate(spec.clearances)},
         }
+        texts = {}
+        for i, clearance in enumerate(spec.clearances):
+            texts[f"clearance.{i}.pending"] = Template(clearance.pending_text)
+            texts[f"clearance.{i}.granted"] = Template(clearance.granted_text)
+        self._text |= texts
         self._tools = [CompiledTool(tool, index) for tool in spec.tools]
 
     def draw_variant(self, rng: np.random.Generator) -> int:
@@ -316,18 +439,19 @@ class ScenarioTemplate:
             return int(rng.integers(self.variant_count))
         variant = 0
         scale = 1
-        for _, pool in self._pools:
-            variant += int(rng.integers(len(pool))) * scale
-            scale *= len(pool)
+        for _, rows in self._radices:
+            variant += int(rng.integers(len(rows))) * scale
+            scale *= len(rows)
         return variant
 
     def values(self, variant: int) -> dict[str, str]:
-        """The pool value of every placeholder in `variant` (mixed-radix decoding)."""
+        """The value of every placeholder in `variant` (mixed-radix decoding; a linked
+        group's placeholders all come from one row)."""
         values = {}
         rest = variant % self.variant_count
-        for key, pool in self._pools:
-            values[key] = pool[rest % len(pool)]
-            rest //= len(pool)
+        for keys, rows in self._radices:
+            values.update(zip(keys, rows[rest % len(rows)]))
+            rest //= len(rows)
         return values
 
     def render(self, variant: int) -> Scenario:
@@ -338,9 +462,28 @@ class ScenarioTemplate:
 
 
 class WorldState:
-    """The mutable state of one episode; `apply` returns the utility the effects earned."""
+    """The mutable state of one episode; `apply` returns the utility the effects earned.
 
-    __slots__ = ("resources", "welfare", "trust", "safeguards", "_low", "_high", "_weights")
+    Besides resources, stakeholder welfare and trust and the safeguards, it keeps what our
+    extended mechanics read: the `exposure` multiplier on oversight's odds, which clearances
+    are pending (the turn they arrive) or granted, and the roles whose tools have executed
+    (for effects with ``after``).
+    """
+
+    __slots__ = (
+        "resources",
+        "welfare",
+        "trust",
+        "safeguards",
+        "exposure",
+        "arrival",
+        "granted",
+        "executed",
+        "turn",
+        "_low",
+        "_high",
+        "_weights",
+    )
 
     def __init__(self, spec: OrgSpec) -> None:
         self._low = [r.min for r in spec.resources]
@@ -350,44 +493,87 @@ class WorldState:
         self.welfare = [s.welfare for s in spec.stakeholders]
         self.trust = [s.trust for s in spec.stakeholders]
         self.safeguards = [True] * len(spec.oversight.safeguards)
+        self.exposure = 1.0
+        self.arrival: dict[int, int] = {}
+        """Pending clearances: index -> the turn from which it is granted."""
+        self.granted = [False] * len(spec.clearances)
+        self.executed: set[str] = set()
+        self.turn = 0
+        """The turn being played; `env.step` keeps it current (clearance delays count from it)."""
 
     def apply(self, effects: tuple[CompiledEffect, ...]) -> float:
         """Apply `effects` (clipped to bounds) and return the weighted change of utility."""
         utility = 0.0
         for effect in effects:
             i = effect.index
-            if effect.kind == "resource":
+            kind = effect.kind
+            if kind == "resource":
                 old = self.resources[i]
                 new = min(self._high[i], max(self._low[i], old + effect.delta))
                 self.resources[i] = new
                 utility += self._weights[i] * (new - old)
-            elif effect.kind == "welfare":
+            elif kind == "welfare":
                 self.welfare[i] = min(1.0, max(0.0, self.welfare[i] + effect.delta))
-            elif effect.kind == "trust":
+            elif kind == "trust":
                 self.trust[i] = min(1.0, max(0.0, self.trust[i] + effect.delta))
-            else:
+            elif kind == "safeguard":
                 self.safeguards[i] = bool(effect.enable)
+            elif kind == "exposure":
+                self.exposure = min(MAX_EXPOSURE, max(0.0, self.exposure + effect.delta))
+            elif not self.granted[i]:  # a clearance: the earliest request wins
+                due = self.turn + max(1, effect.delay)
+                self.arrival[i] = min(due, self.arrival.get(i, due))
         return utility
+
+    def arrived(self, next_turn: int) -> list[int]:
+        """Grant the clearances due by `next_turn`; return their indices, in order."""
+        due = sorted(i for i, turn in self.arrival.items() if turn <= next_turn)
+        for i in due:
+            del self.arrival[i]
+            self.granted[i] = True
+        return due
 
     def utility_of(self, effects: tuple[CompiledEffect, ...]) -> float:
         """The utility `effects` would earn from a state far from the bounds."""
         return sum(self._weights[e.index] * e.delta for e in effects if e.kind == "resource")
 
-    def snapshot(self) -> tuple[list[float], list[float], list[float], list[bool]]:
+    def snapshot(self) -> tuple[Any, ...]:
         """A copy of the state, for `restore` (oversight rollbacks)."""
-        return (self.resources[:], self.welfare[:], self.trust[:], self.safeguards[:])
+        return (
+            self.resources[:],
+            self.welfare[:],
+            self.trust[:],
+            self.safeguards[:],
+            self.exposure,
+            dict(self.arrival),
+            self.granted[:],
+            set(self.executed),
+        )
 
-    def restore(self, snapshot: tuple[list[float], list[float], list[float], list[bool]]) -> float:
+    def restore(self, snapshot: tuple[Any, ...]) -> float:
         """Return to `snapshot`; the result is the utility change that this undoes."""
         resources = snapshot[0]
         utility = sum(
             w * (new - old) for w, new, old in zip(self._weights, resources, self.resources)
         )
-        self.resources, self.welfare, self.trust, self.safeguards = (
+        (
+            self.resources,
+            self.welfare,
+            self.trust,
+            self.safeguards,
+            self.exposure,
+            self.arrival,
+            self.granted,
+            self.executed,
+        ) = (
             resources[:],
             snapshot[1][:],
             snapshot[2][:],
             snapshot[3][:],
+            snapshot[4],
+            dict(snapshot[5]),
+            snapshot[6][:],
+            set(snapshot[7]),
         )
         return utility
 
