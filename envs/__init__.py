@@ -1,7 +1,9 @@
-"""The organization catalog: one TOML spec per organization, named ``<Domain>-<Driver>.toml``.
+"""The organization catalog: one TOML spec per organization, named after its id.
 
-Each file registers as the Gymnasium id ``tp_gym/<Domain>-<Driver>-v0``. Listing the catalog
-reads only file names, so ``import tp_gym`` stays fast; specs are parsed on first use.
+The study's eight organizations are ``<Domain>-<Driver>.toml``; the others
+``<Domain>-<Driver>-<Situation>.toml``. Each file registers as the Gymnasium id
+``tp_gym/<id>-v0``. Listing the catalog reads only file names, so ``import tp_gym`` stays
+fast; specs are parsed on first use.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ CATALOG_DIR = Path(__file__).resolve().parent
 def spec_names() -> list[str]:
     """Names of the bundled organizations, e.g. ``["Healthcare-Loyalty", ...]``, sorted."""
     return sorted(p.stem for p in CATALOG_DIR.glob("*-*.toml"))
+
+
+def is_study_organization(name: str) -> bool:
+    """Whether `name` is one of the study's eight cells (``<Domain>-<Driver>``, no situation)."""
+    return name.count("-") == 1
 
 
 def spec_path(name: str) -> Path:

@@ -49,13 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suite",
         default=None,
-        help="run a named suite's cells instead of --set: 'paper' (the study's baseline plus "
-        "one-variable-at-a-time stress tests) or 'observed'",
+        help="run a named suite's cells instead of --set: 'paper' (the study's eight "
+        "organizations: baseline plus one-variable-at-a-time stress tests, study protocol), "
+        "'all' (every organization at every feedback level, extended), 'train' and 'heldout' "
+        "(all, split by whole organizations) or 'observed'",
     )
     add_protocol_flag(
         parser,
         PROTOCOL_HELP.replace(" (default)", "")
-        + " (default: study, or with --suite each suite's own: paper is study, observed "
+        + " (default: study, or with --suite each suite's own: paper is study, the others "
         "extended)",
     )
     parser.add_argument(
