@@ -300,12 +300,17 @@ class ScenarioTool:
         """Text `key` of this tool, quoting the call's `arguments` where it names them."""
         if not self.compiled.quoted.get(key):
             return self._text(key)
-        values = dict(self.values)
-        values.update((name, _quote(value)) for name, value in arguments.items())
-        for arg in self.args:  # an optional argument left out reads as its default
-            if arg.name not in arguments:
-                values[arg.name] = _quote(self.default_arguments().get(arg.name, ""))
-        return self.compiled.templates[key].render(values)  # type: ignore[union-attr]
+        template: Template = self.compiled.templates[key]  # type: ignore[assignment]
+        defaults = self.default_arguments()  # an optional argument left out reads as its default
+        values = {}
+        for name in template.keys:
+            if name in arguments:
+                values[name] = _quote(arguments[name])
+            elif name in defaults:
+                values[name] = _quote(defaults[name])
+            else:
+                values[name] = self.values.get(name, "")
+        return template.render(values)
 
     @property
     def arg_descriptions(self) -> tuple[str, ...]:
