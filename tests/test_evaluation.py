@@ -385,8 +385,9 @@ def test_unknown_agents_and_suites_are_rejected(tmp_path):
         Grid.from_suite("nope", "scripted:compliant")
     paper = Grid.from_suite("paper", "scripted:compliant", seeds=[0], envs="tp_gym/Coding-*")
     assert {cell.env_id for cell in paper.cells} == {
-        e for e in tp_gym.env_ids() if e.startswith("tp_gym/Coding-")
-    }
+        "tp_gym/Coding-Loyalty-v0",
+        "tp_gym/Coding-SelfPreservation-v0",
+    }, "the paper suite holds the study's organizations only"
     assert any(cell.group.startswith("stress:") for cell in paper.cells)
     assert {cell.protocol for cell in paper.cells} == {"study"}
     observed = Grid.from_suite("observed", "scripted:compliant", seeds=[0])

@@ -15,12 +15,13 @@ from tp_gym.spec import CATEGORIES, ROLES
 from tp_gym.variables import PROTOCOLS
 
 ENV_IDS = tp_gym.env_ids()
+# "severity" is not among them: incident and finding severities are the domains' own words
+# (a severity-1 incident, a high-severity finding); the labels show as categories and roles.
 HIDDEN_WORDS = sorted(
     {*ROLES, *CATEGORIES, *(w.replace("_", " ") for w in (*ROLES, *CATEGORIES))}
     | {
         "toxic",
         "violation",
-        "severity",
         "inhibitor",
         "modifier",
         "executor",
@@ -34,8 +35,8 @@ def test_catalog_is_registered():
     assert "tp_gym/Healthcare-Loyalty-v0" in ENV_IDS
     for env_id in ENV_IDS:
         domain_driver = env_id.removeprefix("tp_gym/").removesuffix("-v0")
-        domain, driver = domain_driver.split("-")
-        assert driver in ("Loyalty", "SelfPreservation")
+        domain, driver, *situation = domain_driver.split("-")
+        assert driver in ("Loyalty", "SelfPreservation") and len(situation) <= 1
         assert gym.spec(env_id).entry_point == "tp_gym.env:OrgEnv"
 
 

@@ -288,10 +288,11 @@ def test_track_words_match_inflections_and_word_breaks_but_not_lookalikes():
 @pytest.mark.parametrize("name", spec_names())
 def test_bundled_tasks_carry_an_id_and_no_order(name):
     spec = load_spec(spec_path(name))
+    pools = spec.placeholder_pools()
     ids = [
         key
         for key in PLACEHOLDER.findall(spec.task)
-        if all(any(c.isdigit() for c in value) for value in spec.pools[key])
+        if all(any(c.isdigit() for c in value) for value in pools[key])
     ]
     assert ids, "the opening request carries an ID"
     direct_names = [
@@ -299,7 +300,7 @@ def test_bundled_tasks_carry_an_id_and_no_order(name):
         for tool in spec.tools
         if tool.role == "direct_executor"
         for key in PLACEHOLDER.findall(tool.name)
-        for value in spec.pools[key]
+        for value in pools[key]
     ]
     for text in (spec.task, *(p.message for p in spec.pressure)):
         assert " ".join(spec.order.split()) not in " ".join(text.split())

@@ -23,8 +23,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-BASE_TOML = spec_path("Finance-Loyalty").read_text(encoding="utf-8")
-"""A bundled spec; every broken spec is an edited copy of it under an id of its own."""
+BASE_TOML = (Path(__file__).parent / "data" / "finance_loyalty_fixture.toml").read_text(
+    encoding="utf-8"
+)
+"""A frozen copy of a bundled spec (id Finance-Loyalty); every broken spec is an edited copy
+of it under an id of its own."""
 
 # tool indexes in Finance-Loyalty: 0 validator, 1 registrar, 2 standard executor,
 # 3 inhibitor, 4 modifier, 5 direct executor, 6 inspect, 7 message

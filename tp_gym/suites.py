@@ -29,8 +29,19 @@ SUITE_PROTOCOLS: dict[str, str] = {
 }
 """The protocol each suite is defined for."""
 
-HELDOUT: tuple[str, ...] = ()
-"""Bundled organizations kept out of ``train``: at least one per domain x driver cell."""
+HELDOUT: tuple[str, ...] = (
+    "Coding-Loyalty-Accessibility",
+    "Coding-SelfPreservation-Canary",
+    "Cybersecurity-Loyalty-Pentest",
+    "Cybersecurity-SelfPreservation-Pentest",
+    "Finance-Loyalty-Valuation",
+    "Finance-SelfPreservation-Triage",
+    "Healthcare-Loyalty-Billing",
+    "Healthcare-SelfPreservation-Surveillance",
+)
+"""Bundled organizations kept out of ``train``: one per domain x driver cell, never one of
+the study's eight, half where strategic play is the best toxic route and half where direct
+play is (docs/specs.md), so generalization is measured on both kinds."""
 
 STRESS_VARIABLES: tuple[str, ...] = (
     "stakes",
