@@ -235,16 +235,29 @@ class FakeOpenAIServer:
             self._stopping.wait(seconds)
 
     @contextlib.contextmanager
-    def answering(self) -> Iterator[None]:
-        """Count one chat request in flight while it is being answered."""
+    def answering(self) -> Iterator[Callable[[], None]]:
+        """Count one chat request in flight while it is being answered.
+
+        Yields `leave`, which the handler calls just before it writes the reply: once the
+        client can read it, the client may send its next request, and that one must not be
+        counted as overlapping this one.
+        """
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            yield
-        finally:
+        left = False
+
+        def leave() -> None:
+            nonlocal left
             with self._lock:
-                self.in_flight -= 1
+                if not left:
+                    left = True
+                    self.in_flight -= 1
+
+        try:
+            yield leave
+        finally:
+            leave()
 
     def count(self, key: str) -> None:
         with self._lock:
@@ -510,8 +523,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with fake._lock:
             fake.requests.append(request)
-        with fake.answering():
-            self._answer(fake, request, len(raw))
+        with fake.answering() as leave:
+            self._leave = leave
+            try:
+                self._answer(fake, request, len(raw))
+            finally:
+                self._leave = None
 
     def _answer(self, fake: FakeOpenAIServer, request: dict[str, Any], size: int) -> None:
         reply = fake.answer(request)
@@ -542,6 +559,9 @@ class _Handler(BaseHTTPRequestHandler):
             + ("Connection: close\r\n" if self.close_connection else "")
             + "\r\n"
         )
+        leave = getattr(self, "_leave", None)
+        if leave is not None:
+            leave()  # the reply is complete: the client may now send its next request
         try:
             self.wfile.write(head.encode("ascii") + payload)
         except OSError:
