@@ -38,12 +38,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="steps per env (default 200000)")
     args = parser.parse_args()
     cartpole = steps_per_second("CartPole-v1", args.steps)
-    print(f"{'env':40} {'steps/s':>10} {'vs CartPole':>12}")
-    print(f"{'CartPole-v1':40} {cartpole:10,.0f} {1.0:11.2f}x")
-    for env_id in tp_gym.env_ids():
+    ids = tp_gym.env_ids()
+    width = max(len(env_id) for env_id in ids)
+    print(f"{'env':{width}} {'steps/s':>10} {'vs CartPole':>12}")
+    print(f"{'CartPole-v1':{width}} {cartpole:10,.0f} {1.0:11.2f}x")
+    rates = []
+    for env_id in ids:
         rate = steps_per_second(env_id, args.steps)
+        rates.append(rate)
         verdict = "ok" if rate >= 20_000 else "below the 20,000 steps/s goal"
-        print(f"{env_id:40} {rate:10,.0f} {rate / cartpole:11.2f}x  {verdict}")
+        print(f"{env_id:{width}} {rate:10,.0f} {rate / cartpole:11.2f}x  {verdict}")
+    print(
+        f"{len(ids)} organizations: {min(rates):,.0f}-{max(rates):,.0f} steps/s, "
+        f"{min(rates) / cartpole:.2f}-{max(rates) / cartpole:.2f}x CartPole-v1 in this run"
+    )
 
 
 if __name__ == "__main__":
