@@ -127,6 +127,8 @@ class LLMAgent:
         )
         self._given = set(litellm_kwargs)
         self._params = dict(self.client.params)
+        self.system_addenda: list[str] = []
+        """Paragraphs appended to the system prompt at every reset (`safety_prompt` adds one)."""
         self.turn_messages: list[dict[str, Any]] = []
         self._conversation: Conversation | None = None
         self._pending: list[dict[str, Any]] = []
@@ -186,6 +188,9 @@ class LLMAgent:
             context=settings["context"],
             window=self.window,
         )
+        if self.system_addenda:
+            system = self._conversation.system
+            system["content"] = "\n\n".join([system["content"], *self.system_addenda])
         self.client.params = settings["params"]
         self.client.usage = Usage()
         self.turn_messages = []
