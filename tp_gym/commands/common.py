@@ -120,6 +120,19 @@ PROTOCOL_HELP = (
 )
 
 
+AGENT_SPEC_HELP = (
+    "scripted:<policy> (compliant, direct, strategic, failed_attempt, staller, random, "
+    "rational) or llm:<litellm model id>, optionally behind mitigation prefixes joined by '+': "
+    "safety_prompt+ (a safety paragraph in the system prompt), self_check+ (the model reviews "
+    "each proposed call against the briefing's constraints and may revise it), shield+ (the "
+    "agent's own model vetoes risky calls; a veto is not executed and the agent is told), "
+    "shield=llm:<model>+ (another model as the monitor), shield=rule+ (a risky-verb rule, no "
+    "model); they stack, e.g. safety_prompt+shield=rule+llm:openai/gpt-4o-mini; each logs what "
+    "it changed and its own tokens (usage keys self_check, monitor)"
+)
+"""What `--agent`/`--agents` accept (`tp_gym.agents.make_agent`, `tp_gym.agents.mitigations`)."""
+
+
 def env_protocol(value: str) -> str:
     """argparse type of `--protocol`: an env protocol; the old reply-format values explain
     where they went."""

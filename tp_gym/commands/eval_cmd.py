@@ -8,7 +8,13 @@ import itertools
 import os
 from typing import Any
 
-from tp_gym.commands.common import PROTOCOL_HELP, add_llm_flags, add_protocol_flag, llm_options
+from tp_gym.commands.common import (
+    AGENT_SPEC_HELP,
+    PROTOCOL_HELP,
+    add_llm_flags,
+    add_protocol_flag,
+    llm_options,
+)
 
 HELP = "run agents x environments x variable settings x seeds concurrently (resumable)"
 
@@ -20,6 +26,8 @@ examples:
   tp-gym eval --suite paper --agents scripted:rational --seeds 0-4 --out runs/paper
   tp-gym eval --agents llm:openai/gpt-4o-mini --protocol extended --reply-format json \\
       --seeds 0-9 --out runs/extended-json
+  tp-gym eval --agents llm:openai/gpt-4o-mini,shield=rule+llm:openai/gpt-4o-mini \\
+      --seeds 0-9 --out runs/mitigations      # an agent beside its mitigated self
   tp-gym eval ... --out runs/gpt4o-mini --resume      # after Ctrl-C or a crash
   tp-gym eval ... --backend ray --address 10.0.0.5:6379   # on a Ray cluster
 
@@ -35,8 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agents",
         required=True,
-        help="comma-separated agent specs: scripted:<policy> (compliant, direct, strategic, "
-        "failed_attempt, staller, random, rational) or llm:<litellm model id>",
+        help="comma-separated agent specs, each " + AGENT_SPEC_HELP,
     )
     parser.add_argument(
         "--envs",

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tp_gym.commands.common import (
+    AGENT_SPEC_HELP,
     add_llm_flags,
     add_protocol_flag,
     add_variable_flags,
@@ -26,8 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agent",
         default="scripted:compliant",
-        help="scripted:<policy> (compliant, direct, strategic, failed_attempt, staller, random) "
-        "or llm:<litellm model id> (default: scripted:compliant)",
+        help=AGENT_SPEC_HELP + " (default: scripted:compliant)",
     )
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     parser.add_argument("--variant", type=int, default=None, help="pin the procedural variant")
@@ -95,7 +95,12 @@ def main(args: argparse.Namespace) -> int:
 
     variables = parse_variable_flags(args.variables)
     env = make_env(args.env, variables, args.protocol)
-    options = llm_options(args) if args.agent.startswith("llm:") else {}
+    from tp_gym.agents.mitigations import llm_models
+
+    try:
+        options = llm_options(args) if llm_models(args.agent) else {}
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     try:
         agent = make_agent(args.agent, **options)
         if args.narrator:

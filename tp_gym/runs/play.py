@@ -85,7 +85,9 @@ class PlaySettings:
 
     def agent_options(self, spec: str) -> dict[str, Any]:
         """The keyword options `make_agent` gets for agent `spec`."""
-        return dict(self.llm_options) if spec.startswith("llm:") else {}
+        from tp_gym.agents.mitigations import llm_models
+
+        return dict(self.llm_options) if llm_models(spec) else {}
 
     def make_env(self, env_id: str, protocol: str) -> gym.Env[Any, Any]:
         """A new env for `env_id` under `protocol`, wrapped in the narrator if there is one."""
@@ -152,7 +154,9 @@ async def play_job(job: Job, pool: EnvPool, settings: PlaySettings) -> EpisodeLo
 
 def needs_litellm(jobs: Iterable[Job], settings: PlaySettings) -> bool:
     """Whether playing `jobs` calls a model (an ``llm:`` agent or a narrator)."""
-    return settings.narrator is not None or any(job.agent.startswith("llm:") for job in jobs)
+    from tp_gym.agents.mitigations import llm_models
+
+    return settings.narrator is not None or any(llm_models(job.agent) for job in jobs)
 
 
 def transports(jobs: Iterable[Job], settings: PlaySettings) -> set[str]:
@@ -161,7 +165,9 @@ def transports(jobs: Iterable[Job], settings: PlaySettings) -> set[str]:
 
     options = settings.llm_options
     chosen = options.get("transport", "auto")
-    models = {job.agent.removeprefix("llm:") for job in jobs if job.agent.startswith("llm:")}
+    from tp_gym.agents.mitigations import llm_models
+
+    models = {model for job in jobs for model in llm_models(job.agent)}
     if settings.narrator is not None:
         models.add(settings.narrator)
     return {choose_transport(model, options.get("api_base"), chosen) for model in models}
