@@ -206,3 +206,16 @@ def _tool(data: dict[str, Any], role: str) -> dict[str, Any]:
 def test_mechanics_fields_are_checked(change, fragment):
     problems = _broken(change)
     assert any(fragment in f"{field}: {problem}" for field, problem in problems), problems
+
+
+def test_each_effect_happens_once_so_repeating_a_helper_farms_nothing():
+    env = make(observed=False)
+    call(env, "modifier")
+    _, _, _, info = call(env, "modifier")
+    assert env.world.exposure == pytest.approx(0.5), "the second call changes nothing more"
+    assert info["cost"] > 0, "but it is still a violation"
+    call(env, "message", recipient="vendor")
+    call(env, "message", recipient="vendor")
+    assert env.state_summary()["trust"]["vendor"] == pytest.approx(0.7)
+    direct = env.oracle().first("direct_executor")
+    assert env.oracle().gain(direct) == pytest.approx(8.0)  # 5 at defaults + 3 after modifier

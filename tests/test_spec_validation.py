@@ -310,10 +310,10 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
         "stalling pays: under the study protocol",
     ),
     (
-        "stalling pays by repeating a check",
-        edit(setitem("tools.0.effects", [{"target": "resources.desk_revenue", "delta": 1}])),
+        "stalling pays by collecting the helpers' gains",
+        edit(setitem("tools.0.effects", [{"target": "resources.desk_revenue", "delta": 4}])),
         "tools[2].effects",
-        "stalling earns +20.00",
+        "stalling earns +4.00",
     ),
     (
         "no delay costs",
@@ -321,7 +321,7 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
             both(
                 *(setitem(f"pressure.{i}.delay_cost", 0.0) for i in range(4)),
                 setitem("truncation_penalty", 0.0),
-                setitem("tools.0.effects", [{"target": "resources.desk_revenue", "delta": 0.5}]),
+                setitem("tools.0.effects", [{"target": "resources.desk_revenue", "delta": 3.0}]),
             )
         ),
         "tools[2].effects",

@@ -131,6 +131,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     `spec`: a bundled organization name, a path to a spec file, or an `OrgSpec`. Through
     Gymnasium, a spec file is ``gym.make(tp_gym.register_spec(path))``: its id is
     ``tp_gym/<spec id>-v0``, known to worker processes too (``TP_GYM_SPEC_FILES``).
+    `slim_info`: see Info.
     `protocol`: ``"study"`` or ``"extended"``. The study's five variables (`stakes`,
     `feedback`, `goal_clarity`, `ethical_framework`, `liability`) and our `observed` and
     `principal_orders` (extended only) are keyword arguments and may be overridden per
@@ -141,6 +142,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     ``cost, violations, detected, attempted, invalid_actions, turn, tool, role,
     named_roles, valid, format_error, blocked, warned, detected_now, pressure, behaviour``
     (and ``protocol`` after reset) for the runner and metrics; never shown to agents.
+    With ``slim_info=True`` only the scalars ``cost, turn, valid, format_error,
+    invalid_actions, blocked, detected_now, pressure``: vector envs batch info per key, and
+    the nested counters cost more to batch than the step itself (for RL training; the
+    runner and metrics need the full info).
 
     ## Version history
     * v0: initial release; the study and extended protocols.
@@ -154,9 +159,13 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         render_mode: str | None = None,
         max_turns: int | None = None,
         protocol: str = DEFAULT_PROTOCOL,
+        slim_info: bool = False,
         **variables: Any,
     ) -> None:
         self.org = _resolve_spec(spec)
+        if not isinstance(slim_info, bool):
+            raise ValueError(f"slim_info must be true or false, got {slim_info!r}")
+        self.slim_info = slim_info
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
         self.render_mode = render_mode
@@ -333,6 +342,12 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         """OpenAI function schemas of the shown tools, in shown order (call after `reset`)."""
         self._require_episode()
         return [tool_schema(tool) for tool in self._shown]
+
+    def shown_tool_texts(self) -> list[str]:
+        """What the agent is shown about each tool, in shown order (call after `reset`): the
+        briefing line and the argument descriptions; the text `tp_gym.wrappers` encodes."""
+        self._require_episode()
+        return [tool.shown_text() for tool in self._shown]
 
     def tool_names(self) -> list[str]:
         """Names of the shown tools, in shown order (call after `reset`)."""
@@ -519,6 +534,17 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     ) -> dict[str, Any]:
         if pressure is None:
             pressure = 0 if self._study else self.org.pressure[self.stage].level
+        if self.slim_info:
+            return {
+                "cost": float(cost),
+                "turn": self.turn,
+                "valid": valid,
+                "format_error": False,
+                "invalid_actions": self.invalid_actions,
+                "blocked": verdict.blocked,
+                "detected_now": verdict.detected,
+                "pressure": pressure,
+            }
         return {
             "cost": float(cost),
             "violations": dict(self.violations),

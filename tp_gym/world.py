@@ -22,6 +22,8 @@ from tp_gym.spec import OrgSpec, Tool, split_template
 from tp_gym.text import sanitize
 
 CACHE_LIMIT = 4096
+MAX_EFFECTS = 16
+"""A tool has at most this many effects (`tp_gym.spec.Tool`); effect keys count in these."""
 MAX_EXPOSURE = 3.0
 """The exposure multiplier on oversight's odds stays in [0, MAX_EXPOSURE]."""
 T = TypeVar("T")
@@ -46,6 +48,8 @@ class CompiledEffect:
     per: str | None = None
     unit: float = 1.0
     max_units: float = 10.0
+    key: int = 0
+    """Which effect of the organization this is (unique per spec): each applies once."""
 
     @property
     def conditional(self) -> bool:
@@ -63,7 +67,7 @@ class CompiledEffect:
             return self
         amount = arguments.get(self.per, 0)
         units = min(self.max_units, max(0.0, float(amount) / self.unit))
-        return CompiledEffect(self.kind, self.index, self.delta * units, self.enable)
+        return CompiledEffect(self.kind, self.index, self.delta * units, self.enable, key=self.key)
 
 
 def _same(given: object, wanted: object) -> bool:
@@ -137,7 +141,7 @@ class CompiledTool:
         "_default_call",
     )
 
-    def __init__(self, tool: Tool, index: dict[str, dict[str, int]]) -> None:
+    def __init__(self, tool: Tool, index: dict[str, dict[str, int]], position: int = 0) -> None:
         self.role = tool.role
         self.terminal = tool.terminal
         self.visibility = tool.visibility
@@ -146,7 +150,10 @@ class CompiledTool:
             ArgSpec(a.name, a.type, a.required, tuple(a.enum) if a.enum else None, a.max_length)
             for a in tool.args
         )
-        self.effects = tuple(_compile_effect(effect, index) for effect in tool.effects)
+        self.effects = tuple(
+            _compile_effect(effect, index, position * MAX_EFFECTS + i)
+            for i, effect in enumerate(tool.effects)
+        )
         self.conditional = any(e.conditional for e in self.effects)
         self.touches_safeguards = any(e.kind == "safeguard" for e in self.effects)
         self.violations = tuple((v.category, v.severity) for v in tool.violations)
@@ -217,7 +224,7 @@ QUOTE_CHARS = 120
 """An argument quoted in a tool's result is cut to this many characters."""
 
 
-def _compile_effect(effect: Any, index: dict[str, dict[str, int]]) -> CompiledEffect:
+def _compile_effect(effect: Any, index: dict[str, dict[str, int]], key: int) -> CompiledEffect:
     """`effect` (a `tp_gym.spec.Effect`) with its target resolved to an index."""
     parts = effect.target.split(".")
     if parts[0] == "resources":
@@ -241,6 +248,7 @@ def _compile_effect(effect: Any, index: dict[str, dict[str, int]]) -> CompiledEf
         per=effect.per_unit_of,
         unit=effect.unit,
         max_units=effect.max_units,
+        key=key,
     )
 
 
@@ -315,6 +323,19 @@ class ScenarioTool:
     @property
     def arg_descriptions(self) -> tuple[str, ...]:
         return tuple(self._text(f"arg:{a.name}") for a in self.args)
+
+    def shown_text(self) -> str:
+        """Everything the agent is shown about this tool: its briefing line (name, typed
+        arguments, description), each argument's description and enum values."""
+        found = self._cache.get("shown")
+        if found is None:
+            parts = [self.listing]
+            for arg, description in zip(self.args, self.arg_descriptions):
+                parts.append(f"{arg.name}: {description}")
+                if arg.enum:
+                    parts.append(" | ".join(arg.enum))
+            found = self._cache["shown"] = "\n".join(parts)
+        return found  # type: ignore[return-value]
 
     def default_call(self) -> str:
         """The default arguments as shown back (what an index action calls)."""
@@ -436,7 +457,7 @@ class ScenarioTemplate:
             texts[f"clearance.{i}.pending"] = Template(clearance.pending_text)
             texts[f"clearance.{i}.granted"] = Template(clearance.granted_text)
         self._text |= texts
-        self._tools = [CompiledTool(tool, index) for tool in spec.tools]
+        self._tools = [CompiledTool(tool, index, i) for i, tool in enumerate(spec.tools)]
 
     def draw_variant(self, rng: np.random.Generator) -> int:
         """A uniformly drawn variant number (exact even beyond 64-bit variant counts)."""
@@ -469,7 +490,9 @@ class ScenarioTemplate:
 class WorldState:
     """The mutable state of one episode; `apply` returns the utility the effects earned.
 
-    Besides resources, stakeholder welfare and trust and the safeguards, it keeps what our
+    Each effect of the organization happens at most once per episode: calling a tool again
+    (the same order placed twice, the same check paused twice) changes nothing more, so
+    repeating a helper never farms utility. Besides resources, stakeholder welfare and trust and the safeguards, it keeps what our
     extended mechanics read: the `exposure` multiplier on oversight's odds, which clearances
     are pending (the turn they arrive) or granted, and the roles whose tools have executed
     (for effects with ``after``).
@@ -484,6 +507,7 @@ class WorldState:
         "arrival",
         "granted",
         "executed",
+        "applied",
         "turn",
         "_low",
         "_high",
@@ -503,13 +527,18 @@ class WorldState:
         """Pending clearances: index -> the turn from which it is granted."""
         self.granted = [False] * len(spec.clearances)
         self.executed: set[str] = set()
+        self.applied: set[int] = set()
         self.turn = 0
         """The turn being played; `env.step` keeps it current (clearance delays count from it)."""
 
     def apply(self, effects: tuple[CompiledEffect, ...]) -> float:
         """Apply `effects` (clipped to bounds) and return the weighted change of utility."""
         utility = 0.0
+        applied = self.applied
         for effect in effects:
+            if effect.key in applied:
+                continue
+            applied.add(effect.key)
             i = effect.index
             kind = effect.kind
             if kind == "resource":
@@ -539,8 +568,13 @@ class WorldState:
         return due
 
     def utility_of(self, effects: tuple[CompiledEffect, ...]) -> float:
-        """The utility `effects` would earn from a state far from the bounds."""
-        return sum(self._weights[e.index] * e.delta for e in effects if e.kind == "resource")
+        """The utility `effects` would earn from a state far from the bounds (effects that
+        already happened this episode earn nothing again)."""
+        return sum(
+            self._weights[e.index] * e.delta
+            for e in effects
+            if e.kind == "resource" and e.key not in self.applied
+        )
 
     def snapshot(self) -> tuple[Any, ...]:
         """A copy of the state, for `restore` (oversight rollbacks)."""
@@ -553,6 +587,7 @@ class WorldState:
             dict(self.arrival),
             self.granted[:],
             set(self.executed),
+            set(self.applied),
         )
 
     def restore(self, snapshot: tuple[Any, ...]) -> float:
@@ -570,6 +605,7 @@ class WorldState:
             self.arrival,
             self.granted,
             self.executed,
+            self.applied,
         ) = (
             resources[:],
             snapshot[1][:],
@@ -579,6 +615,7 @@ class WorldState:
             dict(snapshot[5]),
             snapshot[6][:],
             set(snapshot[7]),
+            set(snapshot[8]),
         )
         return utility
 
