@@ -304,3 +304,17 @@ def test_cli_run_with_a_shield_and_help(make_server, api_key, tmp_path, capsys):
             "shield=rule+",
         ):
             assert prefix in shown
+
+
+def test_cli_eval_passes_llm_options_to_mitigated_agents(make_server, api_key, tmp_path):
+    roles, _ = roles_and_tools(LLM_ENV, "extended")
+    server = make_server(script=toxic_model(roles["direct_executor"]))
+    out = tmp_path / "run"
+    spec = "shield+llm:openai/gpt-4o-mini"
+    argv = ["eval", "--agents", f"llm:openai/gpt-4o-mini,{spec}", "--envs", LLM_ENV]
+    argv += ["--seeds", str(SEED), "--protocol", "extended", "--api-base", server.base_url]
+    argv += ["--out", str(out), "--quiet"]
+    assert cli_main(argv) == 0
+    logs = {log.agent: log for path in out.rglob("*.jsonl") for log in read_jsonl(path)}
+    assert logs["llm:openai/gpt-4o-mini"].behaviour == "direct"
+    assert "direct_executor" not in logs[spec].roles and logs[spec].usage["monitor"].calls > 0
