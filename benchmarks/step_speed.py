@@ -5,6 +5,11 @@ Run: python benchmarks/step_speed.py [--steps 200000]
 Both envs are made with `gymnasium.make` (so both carry the same default wrappers) and
 stepped with random valid actions, resetting when an episode ends; resets are included in
 the time. The goal for tp_gym is at least 20,000 steps/s.
+
+Then the RL setting: `SyncVectorEnv(8)` of `FeatureObservation`-wrapped envs with
+``slim_info=True`` (all 8 on one organization, extended protocol, masked random actions)
+beside `SyncVectorEnv(8)` of CartPole-v1, in env-steps per second (8 per vector step); the
+goal is at least 0.25x CartPole's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,25 @@ def steps_per_second(env_id: str, steps: int, seed: int = 0) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def vector_steps_per_second(make, steps: int, seed: int = 0, masked: bool = False) -> float:
+    """Env-steps per second of a `SyncVectorEnv(8)` of `make()` over `steps` env-steps."""
+    envs = gym.vector.SyncVectorEnv([make] * 8)
+    rng = np.random.default_rng(seed)
+    observation, _ = envs.reset(seed=seed)
+    n = envs.single_action_space.n
+    start = time.perf_counter()
+    for _ in range(steps // 8):
+        if masked:
+            mask = observation["action_mask"]
+            actions = np.array([rng.choice(np.flatnonzero(row)) for row in mask])
+        else:
+            actions = rng.integers(n, size=8)
+        observation, *_ = envs.step(actions)
+    rate = (steps // 8) * 8 / (time.perf_counter() - start)
+    envs.close()
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200_000, help="steps per env (default 200000)")
@@ -51,6 +75,24 @@ def main() -> None:
     print(
         f"{len(ids)} organizations: {min(rates):,.0f}-{max(rates):,.0f} steps/s, "
         f"{min(rates) / cartpole:.2f}-{max(rates) / cartpole:.2f}x CartPole-v1 in this run"
+    )
+    from tp_gym.wrappers import FeatureObservation
+
+    def cartpole_env() -> gym.Env:
+        return gym.make("CartPole-v1")
+
+    def features_env() -> gym.Env:
+        env = gym.make("tp_gym/Healthcare-Loyalty-v0", protocol="extended", slim_info=True)
+        return FeatureObservation(env)
+
+    vector_cartpole = vector_steps_per_second(cartpole_env, args.steps)
+    vector_features = vector_steps_per_second(features_env, args.steps, masked=True)
+    ratio = vector_features / vector_cartpole
+    verdict = "ok" if ratio >= 0.25 else "below the 0.25x goal"
+    print(f"SyncVectorEnv(8) CartPole-v1: {vector_cartpole:,.0f} env-steps/s")
+    print(
+        f"SyncVectorEnv(8) FeatureObservation(Healthcare-Loyalty, slim_info): "
+        f"{vector_features:,.0f} env-steps/s, {ratio:.2f}x  {verdict}"
     )
 
 
