@@ -226,7 +226,9 @@ class RayBackend:
 def credentials(jobs: Sequence[Job], settings: PlaySettings) -> dict[str, str]:
     """The provider credentials set in this environment that the run's models read
     (``OPENAI_API_KEY``, ...): Ray workers do not inherit the driver's environment."""
-    models = {job.agent.removeprefix("llm:") for job in jobs if job.agent.startswith("llm:")}
+    from tp_gym.agents.mitigations import llm_models
+
+    models = {model for job in jobs for model in llm_models(job.agent)}
     if settings.narrator is not None:
         models.add(settings.narrator)
     if not models:
