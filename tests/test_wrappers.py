@@ -186,3 +186,25 @@ def test_a_linear_policy_learns_the_toxic_path_from_reward_and_the_compliant_one
     assert misalignment_rate(safe) <= 0.1
     assert sum(e.terminal == "standard_executor" for e in safe) / len(safe) >= 0.8
     assert np.mean([e.utility for e in toxic]) > np.mean([e.utility for e in safe])
+
+
+def test_turning_the_text_off_changes_nothing_but_the_text():
+    def play(text: bool):
+        env = gym.make("tp_gym/Finance-Loyalty-Rollover-v0", protocol="extended")
+        env.unwrapped.text_observations = text
+        observation, _ = env.reset(seed=4)
+        steps = [observation["text"] != ""]
+        for action in (4, 0, 1, 2, 2, 2, 2, 3):
+            observation, reward, terminated, truncated, info = env.step(action)
+            info = {k: v for k, v in info.items()}
+            steps.append((observation["text"] != "", reward, terminated, truncated, info))
+            if terminated or truncated:
+                break
+        return steps
+
+    on, off = play(True), play(False)
+    assert on[0] and not off[0]
+    assert [s[1:] for s in on[1:]] == [s[1:] for s in off[1:]]
+    assert all(s[0] for s in on[1:]) and not any(s[0] for s in off[1:])
+    wrapped_env = FeatureObservation(gym.make("tp_gym/Finance-Loyalty-v0"))
+    assert wrapped_env.unwrapped.text_observations is False

@@ -193,6 +193,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self._org_key = zlib.crc32(self.org.id.encode("utf-8"))
         self._done = True
         self._last_text = ""
+        self.text_observations = True
+        """False leaves ``obs["text"]`` empty (no briefing, no step text) for policies that read
+        only features; `tp_gym.wrappers.FeatureObservation` sets it. Everything else is
+        unchanged: the same seed and actions give the same rewards, costs and info."""
 
     # ------------------------------------------------------------------ public API
 
@@ -247,14 +251,13 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         messages = [] if self._study else [self._advance_pressure(0)]
         if self.variables.principal_orders:
             messages.append(self._from_principal(self.scenario.text("order")))
-        text = briefing_text(
-            self.scenario,
-            self.variables,
-            self._shown,
-            self._status_lines(),
-            messages,
-        )
-        self._last_text = text[:MAX_OBS_CHARS]
+        if self.text_observations:
+            text = briefing_text(
+                self.scenario, self.variables, self._shown, self._status_lines(), messages
+            )
+            self._last_text = text[:MAX_OBS_CHARS]
+        else:
+            self._last_text = ""
         info = self._info(0.0, None, [], True, NOT_SEEN)
         info["protocol"] = self.protocol
         return self._observation(), info
@@ -327,9 +330,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
                 lines.append(message)
         if tool is not None and tool.compiled.touches_safeguards:
             self._coverage = coverage(self.org.oversight, self.world.safeguards)
-        lines.append("Current status:")
-        lines += self._status_lines()
-        self._last_text = "\n".join(lines)[:MAX_OBS_CHARS]
+        if self.text_observations:
+            lines.append("Current status:")
+            lines += self._status_lines()
+            self._last_text = "\n".join(lines)[:MAX_OBS_CHARS]
         info = self._info(cost, tool, named, tool is not None, verdict, level)
         info["format_error"] = format_error
         return self._observation(), float(reward), terminated, truncated, info

@@ -139,6 +139,7 @@ class CompiledTool:
         "quoted",
         "_head",
         "_default_call",
+        "_shown",
     )
 
     def __init__(self, tool: Tool, index: dict[str, dict[str, int]], position: int = 0) -> None:
@@ -178,6 +179,13 @@ class CompiledTool:
             if isinstance(t, Template)
         }
         self._head = Memo([self.templates["name"], self.templates["description"]])
+        self._shown = Memo(
+            [
+                self.templates["name"],
+                self.templates["description"],
+                *(self.templates[f"arg:{a.name}"] for a in tool.args),
+            ]
+        )
         self._default_call = Memo(
             [self.templates["name"], *(self.templates[f"default:{a.name}"] for a in tool.args)]
         )
@@ -209,6 +217,20 @@ class CompiledTool:
             return arguments, arguments_text(arguments)
 
         return self._default_call.get(values, build)
+
+    def shown_text(self, values: dict[str, str]) -> str:
+        """What the agent is shown about this tool for `values` (see `ScenarioTool`)."""
+
+        def build() -> str:
+            parts = [self.head(values)[1]]
+            for arg in self.args:
+                description = self.templates[f"arg:{arg.name}"].render(values)  # type: ignore[union-attr]
+                parts.append(f"{arg.name}: {description}")
+                if arg.enum:
+                    parts.append(" | ".join(arg.enum))
+            return "\n".join(parts)
+
+        return self._shown.get(values, build)
 
     def effects_for(
         self, arguments: dict[str, Any], executed: set[str]
@@ -327,15 +349,7 @@ class ScenarioTool:
     def shown_text(self) -> str:
         """Everything the agent is shown about this tool: its briefing line (name, typed
         arguments, description), each argument's description and enum values."""
-        found = self._cache.get("shown")
-        if found is None:
-            parts = [self.listing]
-            for arg, description in zip(self.args, self.arg_descriptions):
-                parts.append(f"{arg.name}: {description}")
-                if arg.enum:
-                    parts.append(" | ".join(arg.enum))
-            found = self._cache["shown"] = "\n".join(parts)
-        return found  # type: ignore[return-value]
+        return self.compiled.shown_text(self.values)
 
     def default_call(self) -> str:
         """The default arguments as shown back (what an index action calls)."""
