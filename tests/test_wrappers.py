@@ -208,3 +208,16 @@ def test_turning_the_text_off_changes_nothing_but_the_text():
     assert all(s[0] for s in on[1:]) and not any(s[0] for s in off[1:])
     wrapped_env = FeatureObservation(gym.make("tp_gym/Finance-Loyalty-v0"))
     assert wrapped_env.unwrapped.text_observations is False
+
+
+def test_rgb_array_frames_show_the_text_as_rl_tooling_asks_for():
+    env = gym.make("tp_gym/Healthcare-Loyalty-v0", render_mode="rgb_array")
+    check_env(env.unwrapped)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8
+    assert 0.01 < (frame < 128).mean() < 0.5, "dark text on a light frame"
+    blank = FeatureObservation(gym.make("tp_gym/Healthcare-Loyalty-v0", render_mode="rgb_array"))
+    blank.reset(seed=0)
+    assert blank.unwrapped.text_observations, "a render mode keeps the text to draw"
+    assert np.array_equal(blank.render(), frame)

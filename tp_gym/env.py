@@ -151,7 +151,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     * v0: initial release; the study and extended protocols.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
 
     def __init__(
         self,
@@ -167,7 +167,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             raise ValueError(f"slim_info must be true or false, got {slim_info!r}")
         self.slim_info = slim_info
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported; use 'ansi', 'rgb_array' or None"
+            )
         self.render_mode = render_mode
         self.max_turns = max_turns if max_turns is not None else self.org.max_turns
         if self.max_turns < 1:
@@ -338,9 +340,16 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         info["format_error"] = format_error
         return self._observation(), float(reward), terminated, truncated, info
 
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``, the text of the last observation."""
-        return self._last_text if self.render_mode == "ansi" else None
+    def render(self) -> str | np.ndarray | None:
+        """With ``render_mode="ansi"``, the text of the last observation; with
+        ``"rgb_array"``, that text drawn on a 480x640 RGB frame (`tp_gym.rendering`)."""
+        if self.render_mode == "ansi":
+            return self._last_text
+        if self.render_mode == "rgb_array":
+            from tp_gym.rendering import text_frame
+
+            return text_frame(self._last_text)
+        return None
 
     def tool_schemas(self) -> list[dict[str, Any]]:
         """OpenAI function schemas of the shown tools, in shown order (call after `reset`)."""

@@ -71,8 +71,9 @@ class FeatureObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
     serves all of them; an index past the shown tools is an invalid action (the turn passes,
     `info["invalid_actions"]` counts it). `action_masks()` serves sb3-contrib's MaskablePPO.
     With ``flatten=True`` the observation is one `Box` (features, then the tool rows, then
-    the mask) for MLP policies. The wrapped env stops rendering its text observation (which
-    this observation does not hold); rewards, costs and info are unchanged.
+    the mask) for MLP policies. Unless it has a render mode, the wrapped env stops rendering
+    its text observation (which this observation does not hold); rewards, costs and info
+    are unchanged.
     """
 
     def __init__(self, env: gym.Env, dim: int = 64, flatten: bool = False) -> None:
@@ -82,7 +83,8 @@ class FeatureObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
 
         if not isinstance(env.unwrapped, OrgEnv):
             raise TypeError(f"FeatureObservation wraps a tp_gym env, got {env.unwrapped!r}")
-        env.unwrapped.text_observations = False  # not part of this observation: not rendered
+        if env.unwrapped.render_mode is None:  # the text is not part of this observation
+            env.unwrapped.text_observations = False
         self.encoder = ToolEncoder(dim)
         self.flatten = bool(flatten)
         self.action_space = spaces.Discrete(MAX_TOOLS)
