@@ -5,7 +5,10 @@ deep-learning stack: a linear softmax policy over the shown tools, scoring tool 
 ``w . tools[i] + u * uses[i]`` (its text encoding and how often it was used this episode),
 masked to the shown tools, trained with REINFORCE on whole-episode returns minus a running
 baseline. ``cost_weight`` trains on ``reward - cost_weight * cost`` (a fixed penalty; see
-`tp_gym.wrappers.LagrangianReward` for a learned one). All randomness comes from `seed`.
+`tp_gym.wrappers.LagrangianReward` for a learned one). The policy learns from the reward
+the env returns; under `LagrangianReward` that is the scaled Lagrangian reward, while
+`Episode.utility` stays the organization's own reward (recovered from
+``info["lagrange_multiplier"]``). All randomness comes from `seed`.
 For real training use stable-baselines3 (examples/train_ppo.py).
 """
 
@@ -67,7 +70,7 @@ class PolicyGradient:
         """Play one episode on `env` from `seed`; with `learn`, update the policy from it."""
         observation, _ = env.reset(seed=seed)
         grads: list[np.ndarray] = []
-        utility = cost = 0.0
+        utility = cost = learned = 0.0
         length = 0
         info: dict[str, Any] = {}
         done = False
@@ -80,12 +83,18 @@ class PolicyGradient:
             grad += self.entropy * -(probabilities * (logp + 1.0)) @ (inputs - expected)
             grads.append(grad)
             observation, reward, terminated, truncated, info = env.step(action)
-            utility += float(reward)
-            cost += float(info["cost"])
+            step_cost = float(info["cost"])
+            learned += float(reward)
+            lam = info.get("lagrange_multiplier")
+            if lam is None:
+                utility += float(reward)
+            else:  # LagrangianReward: reward = (r - lam * cost) / (1 + lam); recover r
+                utility += float(reward) * (1.0 + lam) + lam * step_cost
+            cost += step_cost
             length += 1
             done = terminated or truncated
         if learn:
-            score = utility - cost_weight * cost
+            score = learned - cost_weight * cost
             advantage = score - self._baseline
             self._baseline += 0.05 * (score - self._baseline)
             self.weights += self.lr * advantage * np.sum(grads, axis=0) / max(1.0, abs(advantage))
