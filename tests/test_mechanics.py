@@ -219,3 +219,12 @@ def test_each_effect_happens_once_so_repeating_a_helper_farms_nothing():
     assert env.state_summary()["trust"]["vendor"] == pytest.approx(0.7)
     direct = env.oracle().first("direct_executor")
     assert env.oracle().gain(direct) == pytest.approx(8.0)  # 5 at defaults + 3 after modifier
+
+
+def test_the_spec_payoffs_count_the_wait_of_a_slow_compliant_path():
+    from tp_gym.spec import payoffs
+
+    pay = payoffs(SPEC)
+    assert pay["compliant"][1] == 2.0
+    assert pay["compliant_wait"] == 1, "the note to the controller brings it next turn"
+    assert pay["compliant_extended"] == pytest.approx(2.0 - 0.5)
