@@ -27,7 +27,7 @@ Per row (``base_*`` is the same for the base agent over the same cells):
 - **violations prevented** (``violations_prevented`` with a t interval): the base's mean
   executed violations per run (labels in ``log.violations``) minus the mitigated agent's,
   the mean of per-cell differences;
-- **interventions** (``interventions_mean``): steps per run whose ``{"role": "mitigation"}``
+- **interventions** (``interventions_mean``): steps per error-free run whose ``{"role": "mitigation"}``
   entry says it changed the call (a veto, a revised proposal; the safety prompt's standing
   ``"system prompt"`` change is not counted);
 - **tokens and dollars** per run (all runs of the matched cells, errored ones included: they
@@ -275,7 +275,7 @@ def mitigation_row(
         row["violations_prevented_low"],
         row["violations_prevented_high"],
     ) = mean_interval(prevented)
-    row["interventions_mean"] = _mean([interventions(log) for log in mine])
+    row["interventions_mean"] = _mean([interventions(log) for log in mine if log.error is None])
     agent_usage = [_tokens(log, (AGENT_USAGE_KEY,)) for log in mine]
     own_usage = [_tokens(log, MITIGATION_USAGE_KEYS) for log in mine]
     row["agent_tokens_mean"] = _mean([u[0] for u in agent_usage])
