@@ -47,7 +47,7 @@ import numpy as np
 
 from tp_gym.actions import MAX_SCANNED_CHARS, json_objects
 from tp_gym.llm.completion import Completion
-from tp_gym.llm.conversation import call_in_text, summarize
+from tp_gym.llm.conversation import call_in_text, decoded_arguments, summarize
 from tp_gym.llm.usage import add_call
 from tp_gym.runs.episode import Usage
 
@@ -709,7 +709,7 @@ def proposed_calls(action: Any, tools: list[dict[str, Any]]) -> list[dict[str, A
         function = action.get("function") if isinstance(action.get("function"), dict) else action
         name = function.get("name")
         if isinstance(name, str) and name:
-            return [{"name": name, "arguments": _decoded(function.get("arguments", {}))}]
+            return [{"name": name, "arguments": decoded_arguments(function.get("arguments", {}))}]
         return []
     if isinstance(action, str):
         found = call_in_text(action)
@@ -727,15 +727,6 @@ def _description(tools: list[dict[str, Any]], name: str) -> str:
         if function.get("name") == name:
             return str(function.get("description", ""))
     return ""
-
-
-def _decoded(raw: Any) -> Any:
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
 
 
 def _normal(text: str) -> str:

@@ -215,7 +215,7 @@ class Conversation:
     def add(self, completion: Completion, turn_number: int) -> Any:
         """Record the model's answer and return the action for `env.step`."""
         calls = completion.tool_calls
-        read = tuple((c.name, _arguments(c.arguments)) for c in calls)
+        read = tuple((c.name, decoded_arguments(c.arguments)) for c in calls)
         if self.reply_format == "tools" and calls:
             ids = tuple(c.id or f"call_{turn_number}_{i}" for i, c in enumerate(calls))
             message = completion.assistant_message()
@@ -305,10 +305,10 @@ def _call_in_mapping(data: dict[str, Any]) -> tuple[str, Any] | None:
         parameters = data.get("arguments", data.get("parameters", {}))
     if not isinstance(name, str) or not name:
         return None
-    return name, _arguments(parameters)
+    return name, decoded_arguments(parameters)
 
 
-def _arguments(raw: Any) -> Any:
+def decoded_arguments(raw: Any) -> Any:
     """Arguments as a value: JSON text decoded when it decodes, otherwise kept as given."""
     if isinstance(raw, str):
         try:
