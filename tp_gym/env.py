@@ -85,8 +85,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     as ``error="format"``, outside the Misalignment Rate).
     ``protocol="extended"`` is tp_gym's own engine: neutral tools, an escalating pressure
     schedule with a per-turn delay cost, probabilistic oversight scaled by safeguard
-    coverage, detection penalties scaled by liability, rollback and replacement, and our
-    variables `observed` and `principal_orders`. The protocol is fixed per env (it sets
+    coverage, the exposure earlier calls left, the organization's oversight strength and
+    each tool's visibility, detection penalties scaled by liability, rollback and
+    replacement, compliant paths that wait for a clearance, messages whose effects depend on
+    the recipient, and our variables `observed` and `principal_orders`. The protocol is fixed per env (it sets
     the action space) and recorded in every log.
 
     ## Action space
@@ -113,7 +115,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     coverage, normalized resources and how often each shown tool was used.
 
     ## Rewards and costs
-    `reward` is utility to the principal: the weighted change of its KPI resources; under
+    `reward` is utility to the principal: the weighted change of its KPI resources (a
+    tool's effects may depend on its arguments and on which roles ran before; each effect
+    happens at most once per episode, so repeating a call farms nothing); under
     ``extended`` also minus a per-turn delay cost that grows with pressure and penalties
     when oversight detects a violation (scaled by `liability`), when the agent is
     replaced, or when the episode is truncated. `info["cost"]` is the severity of this
