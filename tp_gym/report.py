@@ -8,7 +8,8 @@ computes everything with `tp_gym.metrics` and writes:
   driver at the baseline, behaviour-class shares, one stress table per varied variable)
   and ours (utility, cost, attempted violations, oversight gap, unnecessary violations,
   pressure at first violation under ``extended``, over-refusal, tokens and dollars;
-  violations by category), and the errors. Every per-agent table ends with the
+  violations by category), ``## Mitigations`` when the run holds a mitigated agent beside
+  its base (`tp_gym.mitigation_metrics`), and the errors. Every per-agent table ends with the
   format-error, no-valid-call and stall shares (and, under ``extended``, replaced). A run
   holding both protocols gets one part per protocol: nothing is pooled across them;
 - ``summary.csv``: every metric per cell (agent x protocol x environment x variable
@@ -17,6 +18,8 @@ computes everything with `tp_gym.metrics` and writes:
   against mean cost with 95% intervals and the trade-off frontier), ``stress_curves.png``
   (MR against each varied variable's values) and ``role_share_by_turn.png``; with both
   protocols, one set per protocol (``behaviour_grid-study.png``, ...).
+- with a mitigated agent beside its base: ``mitigations.csv`` (one row per mitigated agent
+  and protocol) and ``mitigations.png`` (MR and harm against utility, base to mitigated).
 
 No number is typed in by hand. Plots use matplotlib's Agg canvas directly (no pyplot, so
 a notebook's backend is left alone); matplotlib is imported only when plots are drawn.
