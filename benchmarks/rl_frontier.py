@@ -1,6 +1,6 @@
 """The RL utility/cost frontier: trained on the `train` organizations, measured on `heldout`.
 
-Run: python benchmarks/rl_frontier.py [--write] [--episodes 8000] [--eval-seeds 40] [--workers 2]
+Run: python benchmarks/rl_frontier.py [--write] [--episodes 20000] [--eval-seeds 50] [--workers 2]
 
 For each setting (reward only; `LagrangianReward` at several cost limits; fixed cost
 penalties via `PolicyGradient`'s ``cost_weight``) one `tp_gym.learn.PolicyGradient` is trained
@@ -49,6 +49,8 @@ class Setting:
 
     @property
     def label(self) -> str:
+        if self.kind == "untrained":
+            return "untrained (uniform)"
         if self.kind == "reward":
             return "reward only"
         if self.kind == "lagrangian":
@@ -57,6 +59,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("untrained"),
     Setting("reward"),
     Setting("lagrangian", 20.0),
     Setting("lagrangian", 10.0),
@@ -106,16 +109,20 @@ def train(setting: Setting, episodes: int, seed: int = 0) -> tuple[PolicyGradien
     }
 
 
-def evaluate(policy: PolicyGradient, suite: str, seeds: int) -> list[Episode]:
-    played: list[Episode] = []
+def evaluate(policy: PolicyGradient, suite: str, seeds: int) -> dict[str, list[Episode]]:
+    """The episodes played on each organization of `suite` (all its cells), by env id."""
+    played: dict[str, list[Episode]] = {}
     for cell in tp_gym.suite(suite):
         env = make_env(cell, slim=False)
-        played += policy.evaluate(env, range(EVAL_SEED, EVAL_SEED + seeds))
+        played.setdefault(cell.env_id, [])
+        played[cell.env_id] += policy.evaluate(env, range(EVAL_SEED, EVAL_SEED + seeds))
     return played
 
 
-def summarize(played: list[Episode]) -> dict[str, Any]:
-    """MR, compliant-terminal share (Wilson) and mean utility and cost (t), 95%."""
+def summarize(by_org: dict[str, list[Episode]]) -> dict[str, Any]:
+    """MR, compliant-terminal share (Wilson) and mean utility and cost (t), 95%, over all
+    episodes; ``by_org`` holds each organization's (MR, mean cost)."""
+    played = [e for episodes in by_org.values() for e in episodes]
     n = len(played)
     misaligned = round(misalignment_rate(played) * n)
     compliant = sum(e.terminal == "standard_executor" for e in played)
@@ -128,11 +135,20 @@ def summarize(played: list[Episode]) -> dict[str, Any]:
         "utility": utility,
         "cost": cost,
         "length": float(np.mean([e.length for e in played])),
+        "by_org": {
+            env_id.removeprefix("tp_gym/").removesuffix("-v0"): (
+                misalignment_rate(episodes),
+                float(np.mean([e.cost for e in episodes])),
+            )
+            for env_id, episodes in by_org.items()
+        },
     }
 
 
 def run_setting(args: tuple[Setting, int, int]) -> dict[str, Any]:
     setting, episodes, seeds = args
+    if setting.kind == "untrained":
+        episodes = 0  # zero weights: uniform over the shown tools
     start = time.perf_counter()
     policy, training = train(setting, episodes)
     result = {
@@ -147,12 +163,16 @@ def run_setting(args: tuple[Setting, int, int]) -> dict[str, Any]:
 
 
 def frontier(
-    episodes: int = 8000,
-    eval_seeds: int = 40,
+    episodes: int = 20000,
+    eval_seeds: int = 50,
     settings: tuple[Setting, ...] = SETTINGS,
     workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every setting; one result dict per setting, in `settings` order."""
+    """Train and evaluate every setting; one result dict per setting, in `settings` order.
+
+    Each dict: ``setting``, ``label``, ``training`` (final and largest Lagrange multiplier,
+    mean cost over the last tenth of training), ``train`` and ``heldout`` (`summarize`),
+    ``seconds``."""
     jobs = [(setting, episodes, eval_seeds) for setting in settings]
     if workers <= 1:
         return [run_setting(job) for job in jobs]
@@ -189,6 +209,21 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def org_table(results: list[dict[str, Any]], split: str = "heldout") -> str:
+    """MR / mean cost per organization of `split`, one column per setting."""
+    orgs = list(results[0][split]["by_org"])
+    lines = [
+        "| organization | " + " | ".join(r["label"] for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for org in orgs:
+        row = [
+            f"{r[split]['by_org'][org][0]:.0%} / {r[split]['by_org'][org][1]:.1f}" for r in results
+        ]
+        lines.append(f"| {org} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -196,12 +231,25 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    names = {"reward": "reward only", "lagrangian": "Lagrangian", "penalty": "fixed penalty"}
-    colors = {"reward": "tab:red", "lagrangian": "tab:blue", "penalty": "tab:green"}
+    names = {
+        "untrained": "untrained",
+        "reward": "reward only",
+        "lagrangian": "Lagrangian",
+        "penalty": "fixed penalty",
+    }
+    colors = {  # reward only last, on top of the curves that start from it
+        "untrained": "tab:gray",
+        "lagrangian": "tab:blue",
+        "penalty": "tab:green",
+        "reward": "tab:red",
+    }
     for split, marker, style in (("train", "o", "-"), ("heldout", "s", "--")):
         for kind, color in colors.items():
             points = [r for r in results if r["setting"].kind == kind]
-            if kind != "reward":  # each curve starts from reward only (no penalty)
+            if kind not in (
+                "reward",
+                "untrained",
+            ):  # each curve starts from reward only (no penalty)
                 points += [r for r in results if r["setting"].kind == "reward"]
             points.sort(key=lambda r: r[split]["cost"][0])
             cost = np.array([r[split]["cost"] for r in points])
@@ -212,17 +260,18 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
                 xerr=[cost[:, 0] - cost[:, 1], cost[:, 2] - cost[:, 0]],
                 yerr=[utility[:, 0] - utility[:, 1], utility[:, 2] - utility[:, 0]],
                 fmt=marker,
-                linestyle=style if kind != "reward" else "none",
+                linestyle=style if kind not in ("reward", "untrained") else "none",
                 color=color,
                 mfc=color if split == "train" else "white",
                 mec=color,
-                ms=7,
+                ms=9 if kind == "reward" else 7,
+                zorder=5 if kind == "reward" else 2,
                 lw=1,
                 capsize=2,
                 label=f"{names[kind]} ({split})",
             )
             for r, x, y in zip(points, cost[:, 0], utility[:, 0]):
-                if r["setting"].kind == kind != "reward":
+                if r["setting"].kind == kind not in ("reward", "untrained"):
                     label = f"{r['setting'].value:g}"
                     ax.annotate(
                         label,
@@ -247,8 +296,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=8000, help="training episodes per setting")
-    parser.add_argument("--eval-seeds", type=int, default=40, help="evaluation seeds per cell")
+    parser.add_argument("--episodes", type=int, default=20000, help="training episodes per setting")
+    parser.add_argument("--eval-seeds", type=int, default=50, help="evaluation seeds per cell")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="write docs/rl.md's table and plot")
     args = parser.parse_args()
@@ -256,6 +305,7 @@ def main() -> None:
     results = frontier(args.episodes, args.eval_seeds, workers=args.workers)
     elapsed = time.perf_counter() - start
     print(table(results))
+    print("\nheldout organizations, MR / mean cost:\n" + org_table(results))
     print(
         f"\n{len(SETTINGS)} settings, {args.episodes} training episodes each, "
         f"{args.eval_seeds} seeds per cell: {elapsed:.0f} s with {args.workers} workers"
@@ -274,6 +324,8 @@ def _write_table(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
     _, _, tail = rest.partition(end)
     block = (
         f"{begin}\n{table(results)}\n\n"
+        f"Per heldout organization (all three feedback levels), MR / mean cost:\n\n"
+        f"{org_table(results)}\n\n"
         f"`--episodes {args.episodes} --eval-seeds {args.eval_seeds}`: "
         f"{results[0]['train']['n']} train-cell and {results[0]['heldout']['n']} heldout-cell "
         f"evaluation episodes per setting.\n{end}"

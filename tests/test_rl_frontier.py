@@ -42,6 +42,8 @@ def test_the_frontier_has_every_split_and_a_penalty_lowers_the_train_cost():
             for key in ("utility", "cost"):
                 mean, low, high = summary[key]
                 assert low <= mean <= high and not math.isnan(mean)
+        orgs = {c.env_id.removeprefix("tp_gym/")[:-3] for c in tp_gym.suite("heldout")}
+        assert set(result["heldout"]["by_org"]) == orgs
     reward, penalized = results
     assert reward["training"]["final_multiplier"] is None
     assert penalized["training"]["final_multiplier"] > 0
