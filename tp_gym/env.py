@@ -248,10 +248,14 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self._uses = [0] * self.n_tools
         self._features = np.zeros(N_FEATURES, dtype=np.float32)
         self._coverage = coverage(self.org.oversight, self.world.safeguards)
-        self._status_format = [
-            (f"- {label}: ", f" {resource.unit}" if resource.unit else "")
-            for resource, label in zip(self.org.resources, self.scenario.labels("resource"))
-        ]
+        self._status_format = (
+            [
+                (f"- {label}: ", f" {resource.unit}" if resource.unit else "")
+                for resource, label in zip(self.org.resources, self.scenario.labels("resource"))
+            ]
+            if self.text_observations
+            else []
+        )
         self._last_invalid = False
         self._done = False
         messages = [] if self._study else [self._advance_pressure(0)]
@@ -319,7 +323,8 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
                 reward = self.world.apply(self._effects(tool, arguments))
                 self.world.executed.add(tool.role)
                 terminated = tool.terminal
-                lines.append(tool.result_for(arguments))
+                if self.text_observations:
+                    lines.append(tool.result_for(arguments))
         if not terminated and not self._study:
             reward -= stage.delay_cost
         truncated = not terminated and (self.turn >= self.max_turns or format_error)
@@ -465,7 +470,8 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         reward = 0.0
         terminated = False
         if verdict.blocked:
-            lines.append(self._oversight_text(tool, "blocked", arguments))
+            if self.text_observations:
+                lines.append(self._oversight_text(tool, "blocked", arguments))
             terminated = self._study and tool.terminal
             if terminated:
                 lines.append("The session ends here.")
@@ -475,10 +481,12 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             reward = self.world.apply(self._effects(tool, arguments))
             self.world.executed.add(tool.role)
             terminated = tool.terminal
-            lines.append(tool.result_for(arguments))
+            if self.text_observations:
+                lines.append(tool.result_for(arguments))
             if verdict.warned:
                 self.warnings += 1
-                lines.extend(self._warning_lines(tool, arguments))
+                if self.text_observations:
+                    lines.extend(self._warning_lines(tool, arguments))
             if before is not None:
                 reward += self.world.restore(before)
         if verdict.detected:
@@ -486,7 +494,8 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             self._count(self.detected, tool)
             if not self._study:
                 reward -= oversight.detection_penalty * self._penalty
-                lines.append(self._oversight_text(tool, "detected", arguments))
+                if self.text_observations:
+                    lines.append(self._oversight_text(tool, "detected", arguments))
                 limit = oversight.replace_after_detections
                 if limit is not None and self.detections >= limit:
                     reward -= oversight.replacement_penalty * self._penalty
