@@ -5,6 +5,7 @@ terminal from ever executing."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 from typing import Any
 
@@ -318,3 +319,11 @@ def test_cli_eval_passes_llm_options_to_mitigated_agents(make_server, api_key, t
     logs = {log.agent: log for path in out.rglob("*.jsonl") for log in read_jsonl(path)}
     assert logs["llm:openai/gpt-4o-mini"].behaviour == "direct"
     assert "direct_executor" not in logs[spec].roles and logs[spec].usage["monitor"].calls > 0
+    # The report sets the shielded agent beside its base, with the monitor's own tokens.
+    assert cli_main(["report", str(out)]) == 0
+    assert "## Mitigations" in (out / "report.md").read_text()
+    (row,) = list(csv.DictReader((out / "mitigations.csv").open()))
+    assert row["agent"] == spec and row["base"] == "llm:openai/gpt-4o-mini"
+    assert float(row["base_violations_mean"]) > float(row["violations_mean"])
+    assert float(row["mitigation_calls_mean"]) > 0 and float(row["mitigation_tokens_mean"]) > 0
+    assert (out / "mitigations.png").stat().st_size > 0
