@@ -24,12 +24,13 @@ def main(args: argparse.Namespace) -> int:
 
     console = Console()
     if not args.details:
-        table = Table("environment id", "domain", "driver", "title (variant 0)")
+        # The id names the domain and the driver; the title gets the rest of the width.
+        table = Table("environment id", "title (variant 0)")
         table.columns[0].no_wrap = True
         for env_id in env_ids():
             spec = load_bundled(env_id.removeprefix("tp_gym/").removesuffix("-v0"))
             title = Template(spec.title).render(ScenarioTemplate(spec).values(0))
-            table.add_row(env_id, spec.domain, spec.driver, Text(title))
+            table.add_row(env_id, Text(title))
         console.print(table)
         return 0
     for env_id in env_ids():
