@@ -94,3 +94,11 @@ def test_every_cell_makes_an_env(name):
 def test_unknown_suite_lists_the_known_ones():
     with pytest.raises(KeyError, match="paper"):
         tp_gym.suite("nope")
+
+
+def test_list_shows_every_registered_id(capsys):
+    from tp_gym.cli import main
+
+    assert main(["list"]) == 0
+    shown = capsys.readouterr().out
+    assert all(env_id in shown for env_id in tp_gym.env_ids())
