@@ -1,10 +1,10 @@
 """`tp-gym demo`: the study's design with the scripted baselines, then the report.
 
 Runs the ``paper`` suite (the study's eight organizations at the baseline plus the stress
-tests, one variable at a time) under its protocol, ``study`` (the paper's rules), with every scripted baseline, no
-API key and no network, through the same evaluation runner and report as real
-experiments. It prints each baseline's MR and the runs outside it (format errors, no valid
-call) and ends by saying where the report is.
+tests, one variable at a time) under its protocol, ``study`` (the paper's rules), with every
+scripted baseline, no API key and no network, through the same evaluation runner and report
+as real experiments. It prints each baseline's MR and the runs outside it (format errors, no
+valid call) and ends by saying where the report is.
 """
 
 from __future__ import annotations
