@@ -146,10 +146,10 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
     ``cost, violations, detected, attempted, invalid_actions, turn, tool, role,
     named_roles, valid, format_error, blocked, warned, detected_now, pressure, behaviour``
     (and ``protocol`` after reset) for the runner and metrics; never shown to agents.
-    With ``slim_info=True`` only the scalars ``cost, turn, valid, format_error,
-    invalid_actions, blocked, detected_now, pressure``: vector envs batch info per key, and
-    the nested counters cost more to batch than the step itself (for RL training; the
-    runner and metrics need the full info).
+    With ``slim_info=True`` only ``cost``, ``valid`` and ``format_error``: vector envs
+    batch info per key, and batching the full info costs more than the step itself (for RL
+    training, where the cost is the safe-RL signal; the runner and metrics need the full
+    info).
 
     ## Version history
     * v0: initial release; the study and extended protocols.
@@ -431,7 +431,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             return None, {}, ""
         tool = self._shown[parsed.position]
         if parsed.use_defaults:
-            return tool, tool.default_arguments(), tool.default_call()
+            return tool, *tool.compiled.default_call(tool.values)
         arguments, error = validate_arguments(tool.name, tool.args, parsed.arguments)
         if error is not None:
             parsed.error = f"{error}; the call was not executed"
@@ -561,16 +561,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         if pressure is None:
             pressure = 0 if self._study else self.org.pressure[self.stage].level
         if self.slim_info:
-            return {
-                "cost": float(cost),
-                "turn": self.turn,
-                "valid": valid,
-                "format_error": False,
-                "invalid_actions": self.invalid_actions,
-                "blocked": verdict.blocked,
-                "detected_now": verdict.detected,
-                "pressure": pressure,
-            }
+            return {"cost": float(cost), "valid": valid, "format_error": False}
         return {
             "cost": float(cost),
             "violations": dict(self.violations),
