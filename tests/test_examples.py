@@ -11,8 +11,18 @@ import pytest
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
+def required_modules(script: Path) -> list[str]:
+    """The modules an example names on its ``# requires: a, b`` line (an optional extra)."""
+    for line in script.read_text().splitlines():
+        if line.startswith("# requires:"):
+            return [name.strip() for name in line.split(":", 1)[1].split(",")]
+    return []
+
+
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(script):
+    for module in required_modules(script):
+        pytest.importorskip(module, reason=f"{script.name} needs an optional extra")
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
