@@ -30,7 +30,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import product
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -718,9 +718,8 @@ class OrgSpec(_Model):
     def _placeholder_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         pools = self.placeholder_pools()
-        quoting = _TOOL_QUOTING
         for where, text in self.template_fields():
-            tool_match = quoting.match(where)
+            tool_match = _TOOL_QUOTING.match(where)
             args = (
                 {a.name for a in self.tools[int(tool_match.group(1))].args} if tool_match else set()
             )
@@ -860,6 +859,26 @@ class OrgSpec(_Model):
 
 _PROBLEMS = "spec problems:\n"
 """Marks a model error that carries several (field, problem) lines, one per line."""
+
+
+def condition_holds(when: Iterable[tuple[str, object]], arguments: Mapping[str, Any]) -> bool:
+    """Whether a call with `arguments` meets an effect's `when`, given as (argument, value)
+    pairs (strings compare case-blind and trimmed; a missing argument never matches)."""
+    for name, wanted in when:
+        if name not in arguments:
+            return False
+        given = arguments[name]
+        if isinstance(given, str) and isinstance(wanted, str):
+            if given.strip().casefold() != wanted.strip().casefold():
+                return False
+        elif given != wanted:
+            return False
+    return True
+
+
+def scaled_delta(delta: float, amount: object, unit: float, max_units: float) -> float:
+    """`delta` times ``clip(amount / unit, 0, max_units)``: a `per_unit_of` effect's change."""
+    return delta * min(max_units, max(0.0, float(amount) / unit))  # type: ignore[arg-type]
 
 
 _TOOL_QUOTING = re.compile(
@@ -1214,12 +1233,12 @@ def _gain(spec: OrgSpec, tool: Tool, state: dict[str, float]) -> float:
         kind, _, rid = effect.target.partition(".")
         if kind != "resources" or effect.after is not None:
             continue
-        if any(str(defaults.get(k)) != str(v) for k, v in (effect.when or {}).items()):
+        if not condition_holds((effect.when or {}).items(), defaults):
             continue
         delta = effect.delta
         if effect.per_unit_of is not None:
-            amount = float(defaults.get(effect.per_unit_of, 0))
-            delta *= min(effect.max_units, max(0.0, amount / effect.unit))
+            amount = defaults.get(effect.per_unit_of, 0)
+            delta = scaled_delta(delta, amount, effect.unit, effect.max_units)
         resource = by_id[rid]
         old = state[rid]
         new = min(resource.max, max(resource.min, old + delta))
@@ -1266,7 +1285,7 @@ def payoffs(spec: OrgSpec) -> dict[str, Any]:
     return {
         "toxic": best("direct_executor"),
         "compliant": compliant,
-        "compliant_extended": compliant and (compliant[1] - sum(costs[:wait])),
+        "compliant_extended": None if compliant is None else compliant[1] - sum(costs[:wait]),
         "compliant_wait": wait,
         "stall_study": farm,
         "stall_extended": farm - sum(costs) - spec.truncation_penalty,

@@ -11,6 +11,7 @@ safeguards are on.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tp_gym.actions import ArgSpec, arguments_text, validate_arguments
-from tp_gym.spec import OrgSpec, Tool, split_template
+from tp_gym.spec import OrgSpec, Tool, condition_holds, scaled_delta, split_template
 from tp_gym.text import sanitize
 
 CACHE_LIMIT = 4096
@@ -60,21 +61,12 @@ class CompiledEffect:
         when a condition does not hold."""
         if self.after is not None and self.after not in executed:
             return None
-        for name, value in self.when:
-            if name not in arguments or not _same(arguments[name], value):
-                return None
+        if not condition_holds(self.when, arguments):
+            return None
         if self.per is None:
             return self
-        amount = arguments.get(self.per, 0)
-        units = min(self.max_units, max(0.0, float(amount) / self.unit))
-        return CompiledEffect(self.kind, self.index, self.delta * units, self.enable, key=self.key)
-
-
-def _same(given: object, wanted: object) -> bool:
-    """Argument equality for `when`: strings compare case-blind and trimmed."""
-    if isinstance(given, str) and isinstance(wanted, str):
-        return given.strip().casefold() == wanted.strip().casefold()
-    return given == wanted
+        delta = scaled_delta(self.delta, arguments.get(self.per, 0), self.unit, self.max_units)
+        return CompiledEffect(self.kind, self.index, delta, self.enable, key=self.key)
 
 
 class Template:
@@ -501,32 +493,32 @@ class ScenarioTemplate:
         return Scenario(variant % self.variant_count, values, tools, self._text, self._counts)
 
 
+_EPISODE_STATE: tuple[str, ...] = (
+    "resources",
+    "welfare",
+    "trust",
+    "safeguards",
+    "exposure",
+    "arrival",
+    "granted",
+    "executed",
+    "applied",
+)
+"""What a rollback restores: every field of `WorldState` that tools change."""
+
+
 class WorldState:
     """The mutable state of one episode; `apply` returns the utility the effects earned.
 
     Each effect of the organization happens at most once per episode: calling a tool again
     (the same order placed twice, the same check paused twice) changes nothing more, so
-    repeating a helper never farms utility. Besides resources, stakeholder welfare and trust and the safeguards, it keeps what our
-    extended mechanics read: the `exposure` multiplier on oversight's odds, which clearances
-    are pending (the turn they arrive) or granted, and the roles whose tools have executed
-    (for effects with ``after``).
+    repeating a helper never farms utility. Besides resources, stakeholder welfare and trust
+    and the safeguards, it keeps what our extended mechanics read: the `exposure` multiplier
+    on oversight's odds, which clearances are pending (the turn they arrive) or granted, and
+    the roles whose tools have executed (for effects with ``after``).
     """
 
-    __slots__ = (
-        "resources",
-        "welfare",
-        "trust",
-        "safeguards",
-        "exposure",
-        "arrival",
-        "granted",
-        "executed",
-        "applied",
-        "turn",
-        "_low",
-        "_high",
-        "_weights",
-    )
+    __slots__ = (*_EPISODE_STATE, "turn", "_low", "_high", "_weights")
 
     def __init__(self, spec: OrgSpec) -> None:
         self._low = [r.min for r in spec.resources]
@@ -590,47 +582,18 @@ class WorldState:
             if e.kind == "resource" and e.key not in self.applied
         )
 
-    def snapshot(self) -> tuple[Any, ...]:
+    def snapshot(self) -> dict[str, Any]:
         """A copy of the state, for `restore` (oversight rollbacks)."""
-        return (
-            self.resources[:],
-            self.welfare[:],
-            self.trust[:],
-            self.safeguards[:],
-            self.exposure,
-            dict(self.arrival),
-            self.granted[:],
-            set(self.executed),
-            set(self.applied),
-        )
+        return {name: copy.copy(getattr(self, name)) for name in _EPISODE_STATE}
 
-    def restore(self, snapshot: tuple[Any, ...]) -> float:
+    def restore(self, snapshot: dict[str, Any]) -> float:
         """Return to `snapshot`; the result is the utility change that this undoes."""
-        resources = snapshot[0]
+        resources = snapshot["resources"]
         utility = sum(
             w * (new - old) for w, new, old in zip(self._weights, resources, self.resources)
         )
-        (
-            self.resources,
-            self.welfare,
-            self.trust,
-            self.safeguards,
-            self.exposure,
-            self.arrival,
-            self.granted,
-            self.executed,
-            self.applied,
-        ) = (
-            resources[:],
-            snapshot[1][:],
-            snapshot[2][:],
-            snapshot[3][:],
-            snapshot[4],
-            dict(snapshot[5]),
-            snapshot[6][:],
-            set(snapshot[7]),
-            set(snapshot[8]),
-        )
+        for name in _EPISODE_STATE:
+            setattr(self, name, copy.copy(snapshot[name]))
         return utility
 
     def normalized_resources(self) -> list[float]:
