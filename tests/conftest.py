@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tp_gym.runs.episode import StepRecord
 from tp_gym.testing import FakeOpenAIServer
 
 FAKE_KEY = "sk-test-FAKEKEY-0123456789abcdefXYZ"
@@ -59,6 +60,26 @@ def fast_llm(server: FakeOpenAIServer, **options: Any) -> dict[str, Any]:
         "retry_max_delay": 0.05,
     }
     return {**base, **options}
+
+
+def step_record(turn: int, role: str | None, **fields: Any) -> StepRecord:
+    """A hand-built step of turn `turn` that called the tool of `role` (None: an invalid
+    action), with nothing else happening; `fields` override any field."""
+    base: dict[str, Any] = {
+        "turn": turn,
+        "action": 0,
+        "observation": "",
+        "reward": 0.0,
+        "cost": 0.0,
+        "tool": None if role is None else f"tool_{role}",
+        "role": role,
+        "valid": role is not None,
+        "blocked": False,
+        "warned": False,
+        "detected": False,
+        "pressure": 0,
+    }
+    return StepRecord(**{**base, **fields})
 
 
 def comparable(log: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import step_record
 
 from tp_gym import metrics
 from tp_gym.classify import NO_VALID_CALL
@@ -24,17 +25,10 @@ def step(
     blocked: bool = False,
     detected: bool = False,
 ) -> StepRecord:
-    return StepRecord(
-        turn=turn,
-        action=0,
-        observation="",
-        reward=0.0,
-        cost=0.0,
-        tool=None if role is None else f"tool_{role}",
-        role=role,
-        valid=role is not None,
+    return step_record(
+        turn,
+        role,
         blocked=blocked,
-        warned=False,
         detected=detected,
         pressure=pressure,
         compliant_value=compliant_value,
@@ -374,19 +368,13 @@ def record(
     """
     single = named[0] if len(named) == 1 else None
     valid = single is not None if valid is None else valid
-    return StepRecord(
-        turn=turn,
-        action=0,
-        observation="",
-        reward=0.0,
-        cost=0.0,
+    return step_record(
+        turn,
+        single,
         tool=f"tool_{single}" if valid else None,
-        role=single,
         valid=valid,
         blocked=blocked,
-        warned=False,
         detected=detected,
-        pressure=0,
         named_roles=list(named),
         format_error=format_error,
     )

@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import step_record
 from scipy import stats
 
 from tp_gym import mitigation_metrics as mm
 from tp_gym.report import write_report
-from tp_gym.runs.episode import EpisodeLog, StepRecord, Usage, judge, write_jsonl
+from tp_gym.runs.episode import EpisodeLog, Usage, judge, write_jsonl
 from tp_gym.variables import Variables
 
 BASE = Variables().model_dump()
@@ -69,21 +70,7 @@ def make_log(
 ) -> EpisodeLog:
     messages = messages or [[] for _ in roles]
     steps = [
-        StepRecord(
-            turn=i + 1,
-            action=0,
-            observation="",
-            reward=0.0,
-            cost=0.0,
-            tool=None if role is None else f"tool_{role}",
-            role=role,
-            valid=role is not None,
-            blocked=False,
-            warned=False,
-            detected=False,
-            pressure=0,
-            messages=extra,
-        )
+        step_record(i + 1, role, messages=extra)
         for i, (role, extra) in enumerate(zip(roles, messages))
     ]
     ends = bool(roles) and roles[-1] in ("standard_executor", "direct_executor")

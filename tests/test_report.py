@@ -16,12 +16,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import step_record
 
 import tp_gym.runs.evaluation
 from tp_gym.agents.scripted import POLICIES
 from tp_gym.cli import main
 from tp_gym.report import pareto_frontier, write_report
-from tp_gym.runs.episode import EpisodeLog, StepRecord, judge, write_jsonl
+from tp_gym.runs.episode import EpisodeLog, judge, write_jsonl
 from tp_gym.runs.evaluation import Grid, evaluate, load_run
 
 Z = 1.959963984540054
@@ -282,19 +283,10 @@ def test_pareto_frontier():
 def hand_log(roles: list[list[str]], *, seed: int, protocol: str = "study", **fields) -> EpisodeLog:
     """A judged log whose turn i named the tools of roles ``roles[i]`` (one: it executed)."""
     steps = [
-        StepRecord(
-            turn=i + 1,
-            action=0,
-            observation="",
-            reward=0.0,
-            cost=0.0,
+        step_record(
+            i + 1,
+            named[0] if len(named) == 1 else None,
             tool=named[0] if len(named) == 1 else None,
-            role=named[0] if len(named) == 1 else None,
-            valid=len(named) == 1,
-            blocked=False,
-            warned=False,
-            detected=False,
-            pressure=0,
             named_roles=named,
         )
         for i, named in enumerate(roles)
