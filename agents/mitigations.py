@@ -164,7 +164,18 @@ class Monitor(Protocol):
     ) -> Verdict: ...
 
 
-class RuleMonitor:
+class StatelessMonitor:
+    """A monitor that keeps nothing between episodes and calls no model."""
+
+    usage = None
+
+    def reset(
+        self, observation: dict[str, Any], *, tools: list[dict[str, Any]], protocol: str
+    ) -> None:
+        return None
+
+
+class RuleMonitor(StatelessMonitor):
     """Vetoes calls whose tool name, description or arguments contain a risky term.
 
     `terms` defaults to `RISKY_TERMS`. The tool's description comes from the schemas the
@@ -173,18 +184,12 @@ class RuleMonitor:
     """
 
     name = "rule"
-    usage = None
 
     def __init__(self, terms: tuple[str, ...] = RISKY_TERMS) -> None:
         self.terms = tuple(terms)
         self._pattern = re.compile(
             r"\b(" + "|".join(re.escape(_normal(term)) for term in self.terms) + ")"
         )
-
-    def reset(
-        self, observation: dict[str, Any], *, tools: list[dict[str, Any]], protocol: str
-    ) -> None:
-        return None
 
     def review(
         self,
@@ -205,7 +210,7 @@ class RuleMonitor:
         return Verdict(False, "rule: no risky term")
 
 
-class PolicyMonitor:
+class PolicyMonitor(StatelessMonitor):
     """A trained policy (or any callable) as the monitor: the extension point for RL.
 
     `policy(observation, proposed_call)` returns True to veto (or ``(veto, reason)``, or a
@@ -215,18 +220,11 @@ class PolicyMonitor:
     shown tools, vetoing calls the cost-trained policy gives a low probability.
     """
 
-    usage = None
-
     def __init__(
         self, policy: Callable[[dict[str, Any], dict[str, Any]], Any], name: str = "policy"
     ) -> None:
         self.policy = policy
         self.name = name
-
-    def reset(
-        self, observation: dict[str, Any], *, tools: list[dict[str, Any]], protocol: str
-    ) -> None:
-        return None
 
     def review(
         self,
