@@ -381,6 +381,17 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self._require_episode()
         return Oracle(self)
 
+    def __repr__(self) -> str:
+        from tp_gym.display import env_repr  # lazy: only notebooks and debuggers need it
+
+        return env_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display of the env: what the agent sees, never the tools' roles."""
+        from tp_gym.display import env_html
+
+        return env_html(self)
+
     def state_summary(self) -> dict[str, Any]:
         """The world state by id (resources, stakeholder welfare/trust, safeguards), for logs."""
         self._require_episode()
