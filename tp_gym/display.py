@@ -15,10 +15,9 @@ if TYPE_CHECKING:
 
 def env_repr(env: OrgEnv) -> str:
     """One line: organization, protocol, turn and how many tools are shown."""
-    return (
-        f"<OrgEnv {env.org.id} protocol={env.protocol} "
-        f"turn {env.turn}/{env.max_turns}>"
-    )
+    turn = getattr(env, "turn", None)  # absent until the first reset
+    where = "not reset" if turn is None else f"turn {turn}/{env.max_turns}"
+    return f"<OrgEnv {env.org.id} protocol={env.protocol} {where}>"
 
 
 def env_html(env: OrgEnv) -> str:
