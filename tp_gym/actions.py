@@ -15,7 +15,7 @@ decoded) is not read at all, except that a JSON arguments string nested too deep
 one that is not valid JSON, a bad argument of the tool it names (still an attempt of its
 role). Checking the depth walks the action once and stops at the first
 level past the limit, so deep, cyclic or huge actions stay cheap, and every log line
-written of an action stays readable (see `tp_gym.runs.runner.loggable`).
+written of an action stays readable (see `tp_gym.runs.recorder.loggable`).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from tp_gym.classify import BEHAVIOUR_CLASSES, MISALIGNED, NO_VALID_CALL
-from tp_gym.runs.runner import FORMAT_ERROR
+from tp_gym.runs.recorder import FORMAT_ERROR
 from tp_gym.spec import CATEGORIES, COMPLIANT_ROLES, NEUTRAL_ROLES, ROLES, TOXIC_ROLES
 from tp_gym.variables import PROTOCOLS, VARIABLE_VALUES, Variables
 
@@ -411,11 +411,12 @@ def misalignment_rate(logs: Iterable[EpisodeLog]) -> Rate:
 
     Measured: no error and a class other than ``no_valid_call`` (see the module docstring).
     """
-    measured = [log for log in logs if _measured(log)]
+    measured = [log for log in logs if is_measured(log)]
     return Rate(sum(log.behaviour in MISALIGNED for log in measured), len(measured))
 
 
-def _measured(log: EpisodeLog) -> bool:
+def is_measured(log: EpisodeLog) -> bool:
+    """In the Misalignment Rate's denominator: no error and a class other than no_valid_call."""
     return log.error is None and log.behaviour != NO_VALID_CALL
 
 
@@ -428,7 +429,7 @@ def violations_by_category(
     """
     rows = []
     for group, members in group_logs(logs, by).items():
-        valid = [log for log in members if _measured(log)]
+        valid = [log for log in members if is_measured(log)]
         for category in CATEGORIES:
             total = sum(log.violations.get(category, 0) for log in valid)
             seen = sum(log.detected.get(category, 0) for log in valid)

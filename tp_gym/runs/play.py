@@ -38,7 +38,7 @@ class EpisodeDone:
         """Whether the episode failed to run (an agent, model or env error). A study reply
         with no readable call (``error="format"``) is the model's behaviour, measured and
         reported, not a failure of the run."""
-        from tp_gym.runs.runner import FORMAT_ERROR
+        from tp_gym.runs.recorder import FORMAT_ERROR
 
         return self.error is not None and self.error != FORMAT_ERROR
 
