@@ -14,7 +14,16 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-COMMANDS: tuple[str, ...] = ("list", "run", "eval", "report", "demo", "generate", "check")
+COMMANDS: tuple[str, ...] = (
+    "list",
+    "run",
+    "eval",
+    "report",
+    "view",
+    "demo",
+    "generate",
+    "check",
+)
 
 
 EXIT_OK = 0
