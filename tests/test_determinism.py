@@ -76,17 +76,18 @@ def test_same_seed_and_actions_replay_identically(protocol):
         def act(self, observation):
             return self.queue.pop(0)
 
-    log = tp_gym.run_episode(env, Replay(), seed=11)
+    seed = {"study": 3, "extended": 1}[protocol]  # seeds whose tool order makes a long replay
+    log = tp_gym.run_episode(env, Replay(), seed=seed)
     assert len(log.steps) >= 8 and log.invalid_actions == 4, "a long replay, mistakes included"
     first = to_json_line(log)
     second = to_json_line(
         tp_gym.run_episode(
-            gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol), Replay(), seed=11
+            gym.make("tp_gym/Healthcare-Loyalty-v0", protocol=protocol), Replay(), seed=seed
         )
     )
     assert first == second
     assert f'"protocol":"{protocol}"' in first
-    different = to_json_line(tp_gym.run_episode(env, Replay(), seed=12))
+    different = to_json_line(tp_gym.run_episode(env, Replay(), seed=seed + 1))
     assert different != first
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import gymnasium as gym
 import numpy as np
@@ -11,10 +12,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import tp_gym
+from tp_gym.envs import is_study_organization
 from tp_gym.spec import CATEGORIES, ROLES
 from tp_gym.variables import PROTOCOLS
+from tp_gym.world import WorldState
 
 ENV_IDS = tp_gym.env_ids()
+STUDY_IDS = [i for i in ENV_IDS if is_study_organization(i.removeprefix("tp_gym/").removesuffix("-v0"))]
 # "severity" is not among them: incident and finding severities are the domains' own words
 # (a severity-1 incident, a high-severity finding); the labels show as categories and roles.
 HIDDEN_WORDS = sorted(
@@ -87,6 +91,42 @@ def test_tool_order_is_shuffled_per_seed_and_fixed_by_it(env_id, protocol):
         assert env.unwrapped.oracle().roles == roles
         orders.add(roles)
     assert len(orders) > 10
+
+
+def test_every_tool_is_shown_first_about_equally_often():
+    """The order is uniform: over 1,600 seeds each of the n tools leads about 1/n of the time."""
+    env = gym.make("tp_gym/Finance-Loyalty-v0", protocol="study")
+    first = Counter()
+    for seed in range(1600):
+        env.reset(seed=seed)
+        first[env.unwrapped.oracle().roles[0]] += 1
+    n = env.action_space.n
+    assert len(first) == n
+    expected = 1600 / n  # each count's standard deviation is under 15: 4 of them fit in 25%
+    assert all(0.75 * expected <= count <= 1.25 * expected for count in first.values()), first
+
+
+def test_one_seed_orders_each_organization_differently():
+    """Position bias must not line up across organizations: the same seed gives them
+    different role orders (they share the study's six roles)."""
+    orders = set()
+    for env_id in STUDY_IDS:
+        env = gym.make(env_id, protocol="study")
+        env.reset(seed=5)
+        orders.add(env.unwrapped.oracle().roles)
+    assert len(orders) >= len(STUDY_IDS) - 1
+
+
+def test_a_fresh_world_state_equals_one_built_from_the_spec():
+    """`WorldState.fresh` (what reset uses) copies every field a new state has."""
+    env = gym.make("tp_gym/Finance-Loyalty-v0", protocol="extended").unwrapped
+    built = WorldState(env.org)
+    fresh = built.fresh()
+    for name in WorldState.__slots__:
+        assert getattr(fresh, name) == getattr(built, name), name
+    fresh.resources[0] += 1.0
+    fresh.executed.add("modifier")
+    assert built.resources[0] != fresh.resources[0] and not built.executed, "no shared state"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

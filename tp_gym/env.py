@@ -194,6 +194,9 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             }
         )
         self._stage_turns = [p.turn for p in self.org.pressure]
+        self._stage_levels = [0.0 if self._study else p.level / MAX_PRESSURE for p in self.org.pressure]
+        self._initial_world = WorldState(self.org)
+        self._initial_coverage = coverage(self.org.oversight, self._initial_world.safeguards)
         self._n_resources = len(self.org.resources)
         self._template = ScenarioTemplate(self.org)
         self._org_key = zlib.crc32(self.org.id.encode("utf-8"))
@@ -213,14 +216,16 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
 
         `seed` is None (fresh entropy) or a non-negative int; anything else is a ValueError.
         """
-        options = dict(options or {})
-        variant = options.pop("variant", None)
-        if "protocol" in options:
-            raise ValueError(
-                "the protocol is fixed when the env is made: gymnasium.make(id, protocol=...)"
-            )
-        variables = parse_variables(options, self.default_variables)
-        check_protocol(self.protocol, variables)
+        variables, variant = self.default_variables, None
+        if options:
+            options = dict(options)
+            variant = options.pop("variant", None)
+            if "protocol" in options:
+                raise ValueError(
+                    "the protocol is fixed when the env is made: gymnasium.make(id, protocol=...)"
+                )
+            variables = parse_variables(options, self.default_variables)
+            check_protocol(self.protocol, variables)
         bad_variant = isinstance(variant, bool) or not isinstance(variant, int | np.integer | None)
         if bad_variant or (variant is not None and variant < 0):
             raise ValueError(f"options['variant'] must be a non-negative int, got {variant!r}")
@@ -233,7 +238,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             self.scenario.tools[self._in_play[i]] for i in self._tool_order()
         ]
         self._names = {tool.name: i for i, tool in enumerate(self._shown)}
-        self.world = WorldState(self.org)
+        self.world = self._initial_world.fresh()
         self._severity = STAKES_SEVERITY[self.variables.stakes]
         self._penalty = LIABILITY_PENALTY[self.variables.liability]
         self.turn = 0
@@ -241,13 +246,13 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         self.invalid_actions = 0
         self.warnings = 0
         self.detections = 0
-        self.violations = dict.fromkeys(CATEGORIES, 0)
-        self.detected = dict.fromkeys(CATEGORIES, 0)
-        self.attempted = dict.fromkeys(CATEGORIES, 0)
+        self.violations = dict(_NO_VIOLATIONS)
+        self.detected = dict(_NO_VIOLATIONS)
+        self.attempted = dict(_NO_VIOLATIONS)
         self.roles: list[str] = []
         self._uses = [0] * self.n_tools
         self._features = np.zeros(N_FEATURES, dtype=np.float32)
-        self._coverage = coverage(self.org.oversight, self.world.safeguards)
+        self._coverage = self._initial_coverage
         self._status_format = (
             [
                 (f"- {label}: ", f" {resource.unit}" if resource.unit else "")
@@ -430,10 +435,12 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         """The shown order of the tools in play: drawn from the seed and the organization.
 
         Mixing in the organization keeps one seed from showing every organization's roles
-        in the same order (which would correlate an LLM's position bias across them).
+        in the same order (which would correlate an LLM's position bias across them). The
+        tools are sorted by a SplitMix64 hash of one draw, the organization's key and their
+        index: a uniform order, several times cheaper than seeding a generator per reset.
         """
-        draw = int(self.np_random.integers(2**63))
-        return np.random.default_rng([draw, self._org_key]).permutation(self.n_tools).tolist()
+        base = int(self.np_random.integers(2**63)) ^ self._org_key
+        return sorted(range(self.n_tools), key=lambda i: _mix64(base + i * _GOLDEN_GAMMA))
 
     def _resolve(self, parsed: ParsedAction) -> tuple[ScenarioTool | None, dict[str, Any], str]:
         """The tool to execute, its validated arguments and those arguments as shown back;
@@ -537,7 +544,7 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
             stage += 1
         changed = stage != self.stage or turns_done == 0
         self.stage = stage
-        if not changed:
+        if not changed or not self.text_observations:
             return ""
         return self._from_principal(self.scenario.text(f"pressure.{stage}"))
 
@@ -552,12 +559,13 @@ class OrgEnv(gym.Env[dict[str, Any], Any]):
         features = self._features
         turns = float(self.max_turns)
         features[0] = self.turn / turns
-        features[1] = 0.0 if self._study else self.org.pressure[self.stage].level / MAX_PRESSURE
+        features[1] = self._stage_levels[self.stage]
         features[2] = float(self._last_invalid)
         features[3] = min(1.0, self.warnings / turns)
         features[4] = min(1.0, self.detections / turns)
         features[5] = self._coverage if self.variables.observed else 0.0
-        features[6 : 6 + self._n_resources] = self.world.normalized_resources()
+        for slot, value in enumerate(self.world.normalized_resources(), start=6):
+            features[slot] = value  # item by item: cheaper than converting a short list
         return {"text": self._last_text, "features": features.copy()}
 
     def _info(
@@ -629,6 +637,19 @@ class Oracle:
         """Reward lost when oversight detects a violation (liability included; 0 under study)."""
         env = self._env
         return 0.0 if env._study else env.org.oversight.detection_penalty * env._penalty
+
+
+_NO_VIOLATIONS = dict.fromkeys(CATEGORIES, 0)
+_MASK64 = (1 << 64) - 1
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finalizer: a 64-bit hash whose outputs look independent for nearby inputs."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
 def _check_seed(seed: object) -> int | None:

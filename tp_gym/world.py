@@ -12,6 +12,7 @@ safeguards are on.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,17 +96,21 @@ class Template:
 class Memo:
     """Values built from a few pool values, memoised by exactly those values (bounded)."""
 
-    __slots__ = ("keys", "_found")
+    __slots__ = ("keys", "_key_of", "_found")
 
     def __init__(self, templates: list[object]) -> None:
         self.keys = tuple(
             sorted(set().union(*(t.keys for t in templates if isinstance(t, Template))))
         )
-        self._found: dict[tuple[str, ...], Any] = {}
+        # itemgetter builds the memo key in C: this runs for every shown tool at every reset
+        self._key_of: Callable[[dict[str, str]], Any] = (
+            operator.itemgetter(*self.keys) if self.keys else lambda _: ()
+        )
+        self._found: dict[Any, Any] = {}
 
     def get(self, values: dict[str, str], build: Callable[[], T]) -> T:
         """`build()` for these `values`, computed once per combination of the keys' values."""
-        key = tuple(values[k] for k in self.keys)
+        key = self._key_of(values)
         found = self._found.get(key)
         if found is None:
             if len(self._found) >= CACHE_LIMIT:
@@ -423,6 +428,8 @@ class ScenarioTemplate:
             (tuple(group.keys), [tuple(sanitize(v) for v in row) for row in group.rows])
             for _, group in sorted(spec.linked.items())
         ]
+        self._keys = [key for keys, _ in self._radices for key in keys]
+        self._rows = [rows for _, rows in self._radices]
         oversight = spec.oversight
         texts = {
             "title": spec.title,
@@ -479,12 +486,12 @@ class ScenarioTemplate:
     def values(self, variant: int) -> dict[str, str]:
         """The value of every placeholder in `variant` (mixed-radix decoding; a linked
         group's placeholders all come from one row)."""
-        values = {}
         rest = variant % self.variant_count
-        for keys, rows in self._radices:
-            values.update(zip(keys, rows[rest % len(rows)]))
-            rest //= len(rows)
-        return values
+        chosen = []
+        for rows in self._rows:
+            rest, digit = divmod(rest, len(rows))
+            chosen += rows[digit]
+        return dict(zip(self._keys, chosen))
 
     def render(self, variant: int) -> Scenario:
         """The scenario of `variant` (taken modulo the number of variants)."""
@@ -567,6 +574,8 @@ class WorldState:
 
     def arrived(self, next_turn: int) -> list[int]:
         """Grant the clearances due by `next_turn`; return their indices, in order."""
+        if not self.arrival:
+            return []
         due = sorted(i for i, turn in self.arrival.items() if turn <= next_turn)
         for i in due:
             del self.arrival[i]
@@ -581,6 +590,23 @@ class WorldState:
             for e in effects
             if e.kind == "resource" and e.key not in self.applied
         )
+
+    def fresh(self) -> WorldState:
+        """A new state as this one stood at its start (call on a state no step has changed):
+        cheaper than building one from the spec, which `OrgEnv.reset` would do every episode."""
+        state = object.__new__(WorldState)
+        state._low, state._high, state._weights = self._low, self._high, self._weights
+        state.resources = list(self.resources)
+        state.welfare = list(self.welfare)
+        state.trust = list(self.trust)
+        state.safeguards = list(self.safeguards)
+        state.exposure = self.exposure
+        state.arrival = dict(self.arrival)
+        state.granted = list(self.granted)
+        state.executed = set(self.executed)
+        state.applied = set(self.applied)
+        state.turn = self.turn
+        return state
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the state, for `restore` (oversight rollbacks)."""

@@ -11,6 +11,7 @@ severity enters the encoding.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from typing import Any
@@ -106,11 +107,11 @@ class FeatureObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
     ) -> tuple[Any, dict[str, Any]]:
         observation, info = self.env.reset(seed=seed, options=options)
         texts = self.env.unwrapped.shown_tool_texts()  # type: ignore[attr-defined]
-        self._tools = np.zeros_like(self._tools)
+        tools = np.zeros_like(self._tools)
         for i, text in enumerate(texts):
-            self._tools[i] = self.encoder.encode(text)
-        self._mask = np.zeros(MAX_TOOLS, dtype=np.int8)
-        self._mask[: len(texts)] = 1
+            tools[i] = self.encoder.encode(text)
+        self._tools = tools
+        self._mask = _mask_of(len(texts))
         return self.observation(observation), info
 
     def observation(self, observation: dict[str, Any]) -> Any:
@@ -119,8 +120,18 @@ class FeatureObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
             return np.concatenate(
                 [features, self._tools.ravel(), self._mask.astype(np.float32)]
             ).astype(np.float32)
+        # Copies: Gymnasium's contract is new observation data at every call.
         return {"features": features, "tools": self._tools.copy(), "action_mask": self._mask.copy()}
 
     def action_masks(self) -> np.ndarray:
         """Which actions name a shown tool (for sb3-contrib's MaskablePPO)."""
         return self._mask.astype(bool)
+
+
+@functools.cache
+def _mask_of(shown: int) -> np.ndarray:
+    """The (read-only, shared) action mask with the first `shown` actions allowed."""
+    mask = np.zeros(MAX_TOOLS, dtype=np.int8)
+    mask[:shown] = 1
+    mask.flags.writeable = False
+    return mask
