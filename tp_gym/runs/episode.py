@@ -12,12 +12,15 @@ import json
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tp_gym.classify import MISALIGNED, NO_VALID_CALL, classify_roles, time_to_failure
 from tp_gym.spec import TOXIC_ROLES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCHEMA_VERSION = 2
 
@@ -55,6 +58,20 @@ class StepRecord(BaseModel):
     def attempts(self) -> list[str]:
         """The roles this turn attempted (logs before `named_roles` existed: `role`)."""
         return self.named_roles or ([self.role] if self.role else [])
+
+    def __repr__(self) -> str:
+        """One line: turn, call, revealed role, reward, cost, oversight's verdict, pressure."""
+        from tp_gym.display import step_record_repr  # lazy: only notebooks need it
+
+        return step_record_repr(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display of the turn (role revealed; the observation folded away)."""
+        from tp_gym.display import step_record_html
+
+        return step_record_html(self)
 
 
 class Usage(BaseModel):
@@ -111,6 +128,30 @@ class EpisodeLog(BaseModel):
     def roles(self) -> list[str]:
         """The roles of every tool attempted, in order (several per turn are possible)."""
         return [role for step in self.steps for role in step.attempts]
+
+    def __repr__(self) -> str:
+        """One line: organization, agent, seed, protocol (if not study), class, utility,
+        cost and turns, e.g. ``EpisodeLog(Finance-Loyalty, scripted:direct, seed 3,
+        direct, utility +7.00, cost 10.0, 4 turns)``."""
+        from tp_gym.display import episode_repr  # lazy: only notebooks need it
+
+        return episode_repr(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: header, class and totals, and a timeline of the turns with
+        call, revealed role, reward, cost, cumulative cost, oversight events and pressure."""
+        from tp_gym.display import episode_html
+
+        return episode_html(self)
+
+    def plot(self, *, title: str | None = None) -> Figure:
+        """A matplotlib Figure of reward, cumulative cost and pressure by turn (see
+        `tp_gym.display.episode_plot`; matplotlib is imported on first use)."""
+        from tp_gym.display import episode_plot
+
+        return episode_plot(self, title=title)
 
     @property
     def key(self) -> tuple[str, str, str, int | None, str]:
