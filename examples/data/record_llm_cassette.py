@@ -64,22 +64,27 @@ def scripted_model(names_by_role: dict[str, str]):
     return answer
 
 
-def main() -> None:
+def record(path: Path = CASSETTE) -> Any:
+    """Record the episode into `path` (replacing it) and return its `EpisodeLog`."""
     env = gym.make(ENV_ID)
     env.reset(seed=SEED)
     oracle = env.unwrapped.oracle()
     names = env.unwrapped.tool_names()
     names_by_role = {role: names[oracle.first(role)] for role, _ in PLAN}
-    CASSETTE.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     with FakeOpenAIServer(script=scripted_model(names_by_role)) as server:
         agent = LLMAgent(
             MODEL,
             api_base=server.base_url,
             api_key="sk-loopback-recording",
-            cassette=CASSETTE,
+            cassette=path,
             cassette_mode="record",
         )
-        log = run_episode(gym.make(ENV_ID), agent, seed=SEED)
+        return run_episode(gym.make(ENV_ID), agent, seed=SEED)
+
+
+def main() -> None:
+    log = record()
     print(f"recorded {len(CASSETTE.read_text().splitlines())} calls into {CASSETTE}")
     print(f"the episode: {log.behaviour}, {len(log.steps)} turns, roles {log.roles}")
 
