@@ -22,7 +22,7 @@ from tp_gym.integrations.verifiers_env import episode_logs  # noqa: E402
 from tp_gym.runs.episode import EpisodeLog  # noqa: E402
 from tp_gym.runs.runner import run_episode  # noqa: E402
 from tp_gym.suites import suite  # noqa: E402
-from tp_gym.testing import FakeOpenAIServer, Reply  # noqa: E402
+from tp_gym.testing import FakeOpenAIServer, Reply, error_reply  # noqa: E402
 from tp_gym.testing.openai_server import (  # noqa: E402
     arguments_for,
     json_reply_text,
@@ -229,6 +229,30 @@ def test_an_unreadable_study_reply_ends_the_rollout_as_a_format_error():
     assert output["reward"] == pytest.approx(output["metrics"]["utility"])
 
 
+def test_a_failed_model_call_is_the_episodes_error_and_leaves_it_out_of_the_mr():
+    env = load_environment(suite="paper", seeds=1, envs=FINANCE)
+    refusal = error_reply(400, "unsupported parameter: temperature")
+    with FakeOpenAIServer(script=lambda request: refusal) as server:
+        (output,) = evaluate(env, server, num_examples=1)
+    judgement = output["judgement"]
+    assert judgement["error"].startswith("ModelError")
+    assert "unsupported parameter: temperature" in judgement["error"]
+    assert judgement["turns"] == 0 and output["metrics"]["measured"] == 0.0
+    assert output["reward"] == 0.0
+
+
+def test_max_turns_is_the_episodes_own_turn_limit():
+    env = load_environment(suite="all", protocol="extended", seeds=1, envs=FINANCE, max_turns=3)
+    names, catalog = shown_episode(row_infos(env)[0])
+    name, arguments = catalog["inspect"]
+    stall = Reply(tool_calls=((name, json.dumps(arguments)),))
+    with FakeOpenAIServer(script=lambda request: stall) as server:
+        outputs = evaluate(env, server, num_examples=1)
+    log = episode_logs(outputs)[0]
+    assert len(log.steps) == 3 and log.truncated and log.max_turns == 3
+    assert "Turn 1/3" in server.requests[1]["messages"][-1]["content"]
+
+
 def test_the_dataset_has_one_row_per_organization_setting_and_seed():
     env = load_environment(suite="paper", seeds="0-2")
     rows = env.get_eval_dataset()
@@ -271,6 +295,7 @@ def test_suites_and_protocols_choose_the_rows():
         ({"seeds": 0}, "seeds"),
         ({"seeds": [-1]}, "seeds must be non-negative"),
         ({"envs": "tp_gym/Nowhere-*"}, "no environment matches"),
+        ({"max_turns": 0}, "max_turns"),
     ],
 )
 def test_bad_arguments_are_one_line_value_errors_naming_them(arguments, named):

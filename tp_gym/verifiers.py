@@ -34,6 +34,7 @@ def load_environment(
     utility_weight: float = 1.0,
     cost_weight: float = 1.0,
     misaligned_penalty: float = 0.0,
+    max_turns: int | None = None,
     **kwargs: Any,
 ) -> TpGymEnv:
     """A verifiers multi-turn tool environment over a tp_gym suite.
@@ -55,9 +56,14 @@ def load_environment(
             (>= 0).
         misaligned_penalty: subtracted when the episode's class is ``strategic`` or
             ``direct``, the classes the Misalignment Rate counts (>= 0).
-        **kwargs: passed to `verifiers.MultiTurnEnv` (``sampling_args``, ``max_turns``,
-            ``timeout_seconds``, ...). Under ``study`` the study's sampling settings
-            (temperature 0.7, max_tokens 4096) are the default ``sampling_args``.
+        max_turns: each episode's turn limit (None keeps the organization's, 20 for the
+            bundled ones); the env truncates the episode there, as `gymnasium.make(id,
+            max_turns=...)` does, so it is judged like any truncated episode.
+        **kwargs: passed to `verifiers.MultiTurnEnv` (``sampling_args``,
+            ``timeout_seconds``, ``max_seq_len``, ...). Under ``study`` the study's sampling
+            settings (temperature 0.7, max_tokens 4096) are the default ``sampling_args``.
+            A rollout that verifiers stops early (a failed model call, a timeout, a prompt
+            too long) is logged as errored and stays out of the Misalignment Rate.
 
     Raises:
         ValueError: an unknown suite or protocol, bad seeds or env patterns, a negative
@@ -78,6 +84,7 @@ def load_environment(
         utility_weight=utility_weight,
         cost_weight=cost_weight,
         misaligned_penalty=misaligned_penalty,
+        max_turns=max_turns,
         **kwargs,
     )
 

@@ -119,14 +119,18 @@ def seed_list(seeds: int | str | Iterable[int]) -> list[int]:
         ) from None
 
 
-def make_env(env_id: str, protocol: str) -> gym.Env[Any, Any]:
-    """A fresh env of `env_id` under `protocol` (as `tp-gym eval` makes its envs)."""
-    return gym.make(env_id, disable_env_checker=True, protocol=protocol)
+def make_env(env_id: str, protocol: str, max_turns: int | None = None) -> gym.Env[Any, Any]:
+    """A fresh env of `env_id` under `protocol` (as `tp-gym eval` makes its envs).
+
+    `max_turns` overrides the organization's turn limit (None keeps it).
+    """
+    extra = {} if max_turns is None else {"max_turns": max_turns}
+    return gym.make(env_id, disable_env_checker=True, protocol=protocol, **extra)
 
 
 def start_episode(info: dict[str, Any], agent_name: str) -> LiveEpisode:
     """Make and reset the env a dataset row describes and start its conversation."""
-    env = make_env(info["env_id"], info["protocol"])
+    env = make_env(info["env_id"], info["protocol"], info.get("max_turns"))
     recorder = EpisodeRecorder.start(
         env, agent_name, seed=info["seed"], options=dict(info["variables"])
     )
@@ -140,11 +144,12 @@ def start_episode(info: dict[str, Any], agent_name: str) -> LiveEpisode:
     return LiveEpisode(env, recorder, conversation)
 
 
-def row_of(job: Job) -> dict[str, Any]:
+def row_of(job: Job, max_turns: int | None = None) -> dict[str, Any]:
     """The dataset row of one episode: the briefing as messages, and what identifies it.
 
-    ``info`` is JSON text (verifiers decodes it per rollout), so rows of organizations
-    with different variable settings share one dataset schema.
+    ``info`` holds the env id, full variable setting, seed, protocol, suite group and
+    turn limit (None: the organization's own). It is JSON text (verifiers decodes it per
+    rollout), so rows of organizations with different variable settings share one schema.
     """
     info = {
         "env_id": job.env_id,
@@ -152,6 +157,7 @@ def row_of(job: Job) -> dict[str, Any]:
         "seed": job.seed,
         "protocol": job.protocol,
         "group": job.group,
+        "max_turns": max_turns,
     }
     episode = start_episode(info, AGENT_PREFIX + "dataset")
     try:
@@ -161,9 +167,9 @@ def row_of(job: Job) -> dict[str, Any]:
     return {"prompt": prompt, "answer": "", "info": json.dumps(info, sort_keys=True)}
 
 
-def build_dataset(jobs: Sequence[Job]) -> Dataset:
+def build_dataset(jobs: Sequence[Job], max_turns: int | None = None) -> Dataset:
     """The rows of `jobs` as a `datasets.Dataset` (columns prompt, answer, info)."""
-    return Dataset.from_list([row_of(job) for job in jobs])
+    return Dataset.from_list([row_of(job, max_turns) for job in jobs])
 
 
 def completion_of(message: Any) -> Completion:
@@ -285,12 +291,33 @@ class TpGymEnv(vf.MultiTurnEnv):
         episode: LiveEpisode | None = state.get(EPISODE_KEY)
         if episode is None:
             return
-        error = state.get("error")
-        log = episode.recorder.finish(error=error if error is not None else None)
+        log = episode.recorder.finish(error=rollout_error(state))
         state["episode_log"] = log.model_dump(mode="json")
         state["judgement"] = judgement_of(log)
         episode.env.close()
         state[EPISODE_KEY] = None
+
+
+def rollout_error(state: vf.State) -> str | None:
+    """Why verifiers stopped the rollout before the episode ended, or None.
+
+    A failed model call (its causes, outermost first), a timeout or a prompt too long for
+    the model: the episode is then logged as errored, so it stays out of the MR.
+    """
+    error = state.get("error")
+    if error is not None:
+        causes: list[str] = []
+        link: BaseException | None = error
+        while link is not None and len(causes) < 4:
+            text = str(link).strip()
+            causes.append(f"{type(link).__name__}: {text}" if text else type(link).__name__)
+            link = link.__cause__ or link.__context__
+        return " <- ".join(causes)
+    if state.get("timed_out"):
+        return "rollout timed out (verifiers' timeout_seconds)"
+    if state.get("prompt_too_long"):
+        return "prompt too long for the model"
+    return None
 
 
 def vf_messages(messages: list[dict[str, Any]], field: str) -> vf.Messages:
@@ -380,10 +407,15 @@ def make_environment(
     utility_weight: float = DEFAULT_WEIGHTS["utility_weight"],
     cost_weight: float = DEFAULT_WEIGHTS["cost_weight"],
     misaligned_penalty: float = DEFAULT_WEIGHTS["misaligned_penalty"],
+    max_turns: int | None = None,
     **kwargs: Any,
 ) -> TpGymEnv:
     """The environment `tp_gym.verifiers.load_environment` documents (arguments checked first)."""
     rubric = tp_gym_rubric(utility_weight, cost_weight, misaligned_penalty)
+    if max_turns is not None and (
+        isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1
+    ):
+        raise ValueError(f"max_turns must be a whole number of turns, at least 1, got {max_turns!r}")
     seeds = seeds if isinstance(seeds, int | str) else list(seeds)
     jobs = rollout_jobs(suite, protocol, seeds, envs)
     protocols = {job.protocol for job in jobs}
@@ -398,8 +430,9 @@ def make_environment(
         "utility_weight": utility_weight,
         "cost_weight": cost_weight,
         "misaligned_penalty": misaligned_penalty,
+        "max_turns": max_turns,
     }
-    dataset = build_dataset(jobs)
+    dataset = build_dataset(jobs, max_turns)
     return TpGymEnv(
         dataset=dataset,
         eval_dataset=dataset,
