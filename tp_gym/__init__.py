@@ -21,7 +21,7 @@ from tp_gym.envs import spec_names
 
 if TYPE_CHECKING:
     from tp_gym.actions import ToolCall
-    from tp_gym.env import OrgEnv
+    from tp_gym.env import FEATURE_NAMES, OrgEnv
     from tp_gym.runs.episode import EpisodeLog, read_jsonl, write_jsonl
     from tp_gym.runs.evaluation import Grid, evaluate, load_run
     from tp_gym.runs.runner import arun_episode, run_episode
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "OrgEnv": "tp_gym.env",
+    "FEATURE_NAMES": "tp_gym.env",
     "OrgSpec": "tp_gym.spec",
     "SpecError": "tp_gym.spec",
     "load_spec": "tp_gym.spec",
@@ -51,6 +52,7 @@ _LAZY = {
 
 __all__ = [
     "EpisodeLog",
+    "FEATURE_NAMES",
     "Grid",
     "OrgEnv",
     "OrgSpec",

@@ -132,6 +132,19 @@ class EvalResult:
         """Episodes of the grid not in the log yet."""
         return self.total - self.skipped - self.completed
 
+    def __repr__(self) -> str:
+        """One line: the run directory, episodes played, skipped and failed, time taken."""
+        from tp_gym.display import eval_repr  # lazy: only notebooks need it
+
+        return eval_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: what this run did and the run's summary table (read from
+        `path`: every episode of the run directory, as the report shows it)."""
+        from tp_gym.display import eval_html
+
+        return eval_html(self)
+
     def add(self, done: EpisodeDone) -> None:
         self.completed += 1
         if done.failed:
