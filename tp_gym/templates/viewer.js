@@ -236,8 +236,8 @@
     list.sort((a, b) => {
       const va = column.get(a);
       const vb = column.get(b);
-      let order = column.numeric ? va - vb : String(va).localeCompare(String(vb), undefined, { numeric: true });
-      if (order === 0) order = a.id - b.id;
+      const order = column.numeric ? va - vb : String(va).localeCompare(String(vb), undefined, { numeric: true });
+      if (order === 0) return a.id - b.id;  // ties stay in the run's order either way
       return descending ? -order : order;
     });
     cache = { key: key, list: list };
