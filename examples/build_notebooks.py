@@ -84,12 +84,37 @@ def build(script: Path) -> str:
     return nbformat.writes(notebook) + "\n"
 
 
+def content(notebook_text: str) -> tuple[object, ...]:
+    """What a notebook says, apart from how it is serialized: each cell's type, id, source
+    and outputs, and the kernel it asks for (a newer nbformat may write the same notebook
+    with other whitespace or key order)."""
+    import json
+
+    notebook = json.loads(notebook_text)
+    cells = tuple(
+        (
+            cell.get("cell_type"),
+            cell.get("id"),
+            "".join(cell.get("source", "")),
+            json.dumps(cell.get("outputs", []), sort_keys=True),
+            cell.get("execution_count"),
+        )
+        for cell in notebook.get("cells", [])
+    )
+    return cells, json.dumps(notebook.get("metadata", {}).get("kernelspec"), sort_keys=True)
+
+
 def stale(scripts: list[Path]) -> list[Path]:
-    """The notebooks (.ipynb paths) missing or different from what their script builds."""
+    """The notebooks (.ipynb paths) missing, unreadable or saying something other than
+    what their script builds (outputs included: a notebook is committed without any)."""
     out = []
     for script in scripts:
         notebook = script.with_suffix(".ipynb")
-        if not notebook.is_file() or notebook.read_text() != build(script):
+        try:
+            fresh = notebook.is_file() and content(notebook.read_text()) == content(build(script))
+        except ValueError:  # not JSON: rebuild it
+            fresh = False
+        if not fresh:
             out.append(notebook)
     return out
 
