@@ -246,13 +246,25 @@ def test_describe_step_from_info_alone_and_with_the_previous_info():
     oracle = env.unwrapped.oracle()
     _, reward, _, _, info = env.step(oracle.first("inhibitor"))
     alone = display.describe_step(info, reward)
-    assert alone.cumulative and alone.violation_text.endswith("so far (" + ("seen)" if alone.seen else "unseen)"))
+    assert alone.cumulative and alone.violation_text.endswith(
+        "so far (" + ("seen)" if alone.seen else "unseen)")
+    )
     assert alone.call == info["tool"] and alone.reward == reward
     _, reward2, _, _, info2 = env.step(oracle.first("modifier"))
     step = display.describe_step(info2, reward2, previous_info=info)
     expected = {k: info2["violations"][k] - info["violations"][k] for k in info2["violations"]}
     assert step.violations == {k: v for k, v in expected.items() if v}
     assert display.describe_step(first).violations == {}
+
+
+def test_step_view_from_the_step_tuple():
+    env = make_env()
+    env.reset(seed=2)
+    result = env.step(1)
+    view = display.StepView.from_result(result, action=1)
+    assert view.reward == result[1] and view.cost == result[4]["cost"]
+    assert view.call == f"#1 {result[4]['tool']}" and view.observation == result[0]["text"]
+    assert repr(view).startswith(f"Step 1: #1 {result[4]['tool']} | reward {result[1]:+.2f}")
 
 
 def test_describe_step_refuses_a_slim_info():
@@ -322,16 +334,27 @@ def test_episode_html_timeline_shows_each_turn(strategic_log):
 
 def test_step_record_repr_and_html_reveal_the_role():
     record = step_record(
-        2, "modifier", reward=-1.5, cost=2.25, detected=True, pressure=3, action={"name": "fix", "arguments": {"n": 2}}
+        2,
+        "modifier",
+        reward=-1.5,
+        cost=2.25,
+        detected=True,
+        pressure=3,
+        action={"name": "fix", "arguments": {"n": 2}},
     )
-    assert repr(record) == "Step 2: fix(n=2) [modifier] | reward -1.50, cost 2.25, detected, pressure 3"
+    assert (
+        repr(record)
+        == "Step 2: fix(n=2) [modifier] | reward -1.50, cost 2.25, detected, pressure 3"
+    )
     page = Cells(record._repr_html_())
     assert page.of("tpd-role") == ["modifier"]
     assert numbers(page.of("tpd-reward")) == [-1.5] and numbers(page.of("tpd-cost")) == [2.25]
 
 
 def test_hostile_agent_name_and_argument_in_an_episode_are_escaped(strategic_log):
-    hostile_step = strategic_log.steps[0].model_copy(update={"action": {"name": "t", "arguments": {"a": HOSTILE}}})
+    hostile_step = strategic_log.steps[0].model_copy(
+        update={"action": {"name": "t", "arguments": {"a": HOSTILE}}}
+    )
     log = strategic_log.model_copy(update={"agent": HOSTILE, "steps": [hostile_step]})
     html = log._repr_html_()
     assert "<script" not in html
@@ -348,9 +371,12 @@ def test_episode_plot_draws_reward_cost_and_pressure(strategic_log):
     reward_ax, cost_ax, pressure_ax = figure.axes
     heights = [patch.get_height() for patch in reward_ax.patches]
     assert heights == pytest.approx([s.reward for s in log.steps])
-    assert list(cost_ax.lines[0].get_ydata()) == pytest.approx(np.cumsum([s.cost for s in log.steps]))
+    assert list(cost_ax.lines[0].get_ydata()) == pytest.approx(
+        np.cumsum([s.cost for s in log.steps])
+    )
     assert list(pressure_ax.lines[0].get_ydata()) == [s.pressure for s in log.steps]
     assert pressure_ax.get_xlabel() == "turn"
+    assert figure._repr_png_().startswith(b"\x89PNG")  # Jupyter shows it without pyplot
 
 
 def test_episode_plot_of_an_empty_episode(strategic_log):
@@ -373,7 +399,9 @@ def test_import_tp_gym_loads_no_display_dependencies():
 def test_eval_result_repr_and_summary_table(tmp_path: Path):
     from tp_gym import tables
 
-    grid = Grid.build("scripted:direct,scripted:compliant", envs="tp_gym/Finance-Loyalty-v0", seeds=range(2))
+    grid = Grid.build(
+        "scripted:direct,scripted:compliant", envs="tp_gym/Finance-Loyalty-v0", seeds=range(2)
+    )
     result = evaluate(grid, tmp_path / "run", concurrency=2)
     text = repr(result)
     assert text.startswith(f"EvalResult({tmp_path / 'run'}: 4 episodes, 4 played")

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -453,6 +453,28 @@ class StepView:
     def _repr_html_(self) -> str:
         return render("display_step.html.j2", step=self)
 
+    @classmethod
+    def from_result(
+        cls,
+        result: Sequence[Any],
+        *,
+        action: Any = None,
+        previous_info: Mapping[str, Any] | None = None,
+    ) -> StepView:
+        """The view of ``env.step(action)``'s 5-tuple `result` (see `describe_step`):
+        ``StepView.from_result(env.step(2), action=2)``."""
+        observation, reward, terminated, truncated, info = result
+        view = describe_step(
+            info,
+            reward,
+            action=action,
+            previous_info=previous_info,
+            terminated=bool(terminated),
+            truncated=bool(truncated),
+        )
+        text = observation.get("text", "") if isinstance(observation, Mapping) else ""
+        return replace(view, observation=text, result=tuple(result))
+
 
 def _changes(
     before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
@@ -547,13 +569,7 @@ def watch_step(env: Any, action: Any, previous_info: Mapping[str, Any] | None = 
         truncated=bool(truncated),
     )
     text = observation.get("text", "") if isinstance(observation, Mapping) else ""
-    return _replace(view, observation=text, result=tuple(result))
-
-
-def _replace(view: StepView, **changes: Any) -> StepView:
-    from dataclasses import replace
-
-    return replace(view, **changes)
+    return replace(view, observation=text, result=tuple(result))
 
 
 def step_view(record: StepRecord, previous: Mapping[str, int] | None = None) -> StepView:
@@ -666,13 +682,13 @@ def episode_plot(log: EpisodeLog, *, title: str | None = None) -> Figure:
     The figure is not registered with pyplot, so it is not shown twice in a notebook; save
     it with ``fig.savefig(path)``. matplotlib is imported here, on first use only.
     """
-    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     turns = [s.turn for s in log.steps]
     rewards = [s.reward for s in log.steps]
     cumulative = list(np.cumsum([s.cost for s in log.steps])) if log.steps else []
     pressure = [s.pressure for s in log.steps]
-    figure = Figure(figsize=(7.0, 5.0), layout="constrained")
+    figure = _shown_figure_class()(figsize=(7.0, 5.0), layout="constrained")
     reward_ax, cost_ax, pressure_ax = figure.subplots(3, 1, sharex=True)
     colours = ["#2b8a3e" if r >= 0 else "#c92a2a" for r in rewards]
     reward_ax.bar(turns, rewards, color=colours)
@@ -685,12 +701,37 @@ def episode_plot(log: EpisodeLog, *, title: str | None = None) -> Figure:
     pressure_ax.set_ylabel("pressure")
     pressure_ax.set_xlabel("turn")
     pressure_ax.set_ylim(bottom=0.0, top=max(1.0, max(pressure, default=0) + 0.5))
+    pressure_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if turns:
         pressure_ax.set_xticks(turns if len(turns) <= 25 else turns[:: math.ceil(len(turns) / 25)])
     figure.suptitle(
         title if title is not None else episode_repr(log)[len("EpisodeLog(") : -1], fontsize=9
     )
     return figure
+
+
+@lru_cache(maxsize=1)
+def _shown_figure_class() -> type[Figure]:
+    """A matplotlib Figure that Jupyter shows as a PNG by itself.
+
+    A Figure made without pyplot shows only as text in a notebook unless pyplot's inline
+    backend happens to be active; one made with pyplot is shown twice when it is also the
+    cell's value. This subclass carries its own ``_repr_png_`` instead. Built on first use,
+    so matplotlib is imported only by the first plot.
+    """
+    import io
+
+    from matplotlib.figure import Figure
+
+    class ShownFigure(Figure):
+        """A Figure with a PNG display for Jupyter (no pyplot involved)."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return ShownFigure
 
 
 # ---------------------------------------------------------------------------- runs
