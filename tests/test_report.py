@@ -431,3 +431,68 @@ def test_demo_table_and_report_show_a_computed_format_error_share(tmp_path, caps
     row = next(r for r in rows if r[0] == "scripted:direct")
     everything = [r for r in raw if r["agent"] == "scripted:direct"]
     assert row[header.index("format errors %")] == pct(1, len(everything))
+
+
+# ---------------------------------------------------------------------------- tables, templates
+
+
+def test_report_tables_render_the_same_cells_in_html_as_in_report_md(demo):
+    """report.md's tables and the HTML of `tables.report_tables` are one model: every
+    table of the report shows, cell for cell, what its HTML rendering shows."""
+    from test_tables import parse_html
+
+    from tp_gym import tables
+
+    out, raw, _ = demo
+    markdown = (out / "report.md").read_text()
+    shown = tables.report_tables(load_run(out))
+    assert len(shown) >= 8
+    for model in shown:
+        heading = next(
+            f"{'#' * level} {model.title}\n"
+            for level in (2, 3)
+            if f"\n{'#' * level} {model.title}\n" in markdown
+        )
+        (html,) = parse_html(tables.render_html(model))
+        header, *rows = table(markdown, heading)
+        assert html["header"] == header, model.key
+        assert html["rows"] == [[c.replace("**", "") for c in row] for row in rows], model.key
+        assert html["caption"] == model.title
+
+
+def test_report_links_the_viewer_only_when_asked(tmp_path):
+    run = tmp_path / "run"
+    write_jsonl(run / "episodes.jsonl", [hand_log([["direct_executor"]], seed=0)])
+    line = "Browse every episode: [view.html](view.html) (written by `tp-gym view RUN_DIR`)."
+    plain = write_report(run, plots=False).markdown.read_text()
+    assert "Browse every episode" not in plain
+    linked = write_report(run, plots=False, viewer_link="view.html").markdown.read_text()
+    lines = linked.splitlines()
+    assert line in lines
+    assert lines.index(line) < lines.index("Definitions (PAPER.md, and ours where marked):")
+    assert linked.replace(line + "\n\n", "") == plain
+
+
+def test_report_escapes_pipes_and_line_breaks_in_agent_names_and_errors(tmp_path):
+    name = "evil | agent\nsecond line"
+    logs = [
+        hand_log([["direct_executor"]], seed=0).model_copy(update={"agent": name}),
+        hand_log([["standard_executor"]], seed=1),
+        hand_log([["direct_executor"]], seed=2, error="Boom | bang\nmore").model_copy(
+            update={"agent": name}
+        ),
+    ]
+    run = tmp_path / "run"
+    write_jsonl(run / "episodes.jsonl", logs)
+    markdown = write_report(run, plots=False).markdown.read_text()
+    assert "second line" not in markdown.replace("evil \\| agent second line", "")
+    rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert rows
+    for line in rows:  # every row has as many unescaped pipes as its table's header
+        cells = line.replace("\\|", "").count("|")
+        assert cells >= 3, line
+    overview = markdown[markdown.index("## Overview") :].splitlines()[2:6]
+    counts = {line.replace("\\|", "").count("|") for line in overview}
+    assert len(counts) == 1, overview
+    assert "| evil \\| agent second line | 2 | 1 |" in markdown
+    assert "| evil \\| agent second line | `Boom \\| bang` | 1 |" in markdown
