@@ -38,6 +38,7 @@ from typing import Any
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import GenerateConfig
+from inspect_ai.util import registry_info
 
 from tp_gym.integrations.inspect_scorer import tp_gym_judgement
 from tp_gym.integrations.inspect_solver import tp_gym_agent
@@ -55,7 +56,6 @@ class TaskArgumentError(ValueError):
     """A task argument Inspect was given cannot be used; the message names the argument."""
 
 
-@task
 def paper(
     orgs: Patterns = None,
     variables: str | Sequence[str] | dict[str, Any] | None = None,
@@ -69,7 +69,6 @@ def paper(
     return suite_task("paper", orgs=orgs, variables=variables, seeds=seeds, protocol=protocol)
 
 
-@task
 def suite(
     suite: str = "paper",
     orgs: Patterns = None,
@@ -82,6 +81,26 @@ def suite(
     See the module docstring for the arguments.
     """
     return suite_task(suite, orgs=orgs, variables=variables, seeds=seeds, protocol=protocol)
+
+
+def _registered(function: Any) -> Any:
+    """`function` as an Inspect task named ``tp_gym/<its name>``, however tp_gym is installed.
+
+    Inspect prefixes a task's name with its package only when it can tell the package is
+    installed; from a source checkout with an editable install, setuptools' ``*.egg-info``
+    in the working directory hides that (Inspect then reads the egg-info, which has no
+    ``direct_url.json``) and the name would be a bare ``paper``, which ``inspect eval
+    tp_gym/paper`` cannot find. The prefixed name is then registered explicitly.
+    """
+    registered = task(function)
+    wanted = f"tp_gym/{function.__name__}"
+    if registry_info(registered).name != wanted:
+        registered = task(name=wanted)(function)
+    return registered
+
+
+paper = _registered(paper)
+suite = _registered(suite)
 
 
 def suite_task(
@@ -133,7 +152,7 @@ def build_samples(
     The grid is tp_gym's own (`tp_gym.runs.grid.Grid`), so a task plays exactly the
     episodes ``tp-gym eval`` plays for the same suite, organizations, settings and seeds.
     """
-    from tp_gym.runs.grid import Grid
+    from tp_gym.runs.grid import Grid, resolve_envs
     from tp_gym.suites import SUITE_PROTOCOLS, SUITES
     from tp_gym.variables import PROTOCOLS
 
@@ -148,27 +167,38 @@ def build_samples(
     seed_list = parse_seed_argument(seeds)
     patterns = org_patterns(orgs)
     settings = variable_grid(variables)
+    env_ids = suite_env_ids(suite_name)
+    if patterns is not None:
+        try:
+            chosen = resolve_envs(patterns)
+        except ValueError as error:
+            raise TaskArgumentError(f"orgs: {error}") from None
+        if settings is None:
+            chosen = [env_id for env_id in chosen if env_id in env_ids]
+            if not chosen:
+                raise TaskArgumentError(
+                    f"orgs: {', '.join(patterns)} matches no organization of suite "
+                    f"{suite_name!r}; its organizations: {', '.join(env_ids)}"
+                )
+        env_ids = chosen
     try:
         if settings is None:
             grid = Grid.from_suite(
-                suite_name, [GRID_AGENT], seed_list, envs=patterns, protocol=protocol
+                suite_name, [GRID_AGENT], seed_list, envs=env_ids, protocol=protocol
             )
         else:
             grid = Grid.build(
                 [GRID_AGENT],
-                envs=patterns or suite_env_ids(suite_name),
+                envs=env_ids,
                 variables=settings,
                 seeds=seed_list,
                 protocol=protocol or SUITE_PROTOCOLS[suite_name],
             )
-    except ValueError as error:
-        name = "orgs" if patterns is not None and "environment" in str(error) else "task"
-        raise TaskArgumentError(f"{name}: {error}") from None
-    jobs = grid.jobs()
-    if not jobs:
+    except ValueError as error:  # a setting the protocol does not allow
         raise TaskArgumentError(
-            f"orgs: none of {', '.join(patterns or [])} is in suite {suite_name!r}"
-        )
+            f"{'protocol' if settings is None else 'variables'}: {error}"
+        ) from None
+    jobs = grid.jobs()
     return [job_sample(job) for job in jobs]
 
 
