@@ -283,7 +283,7 @@
         return el(
           "th",
           {
-            class: (c.numeric ? "num " : "") + (active ? "sorted" : ""),
+            class: (c.numeric ? "num " : "") + (active ? "sorted " : "") + "col-" + c.key,
             "data-column": c.key,
             "aria-sort": active ? (descending ? "descending" : "ascending") : null,
           },
@@ -304,16 +304,16 @@
           class: e.id === state.open ? "open" : null,
           onclick: () => update({ open: e.id }),
         },
-        el("td", { class: "num" }, el("a", { href: "#", text: String(e.id), onclick: (event) => event.preventDefault() })),
-        el("td", { text: e.agent }),
-        el("td", { text: e.organization }),
-        el("td", { class: "num", text: e.seed === null ? "–" : String(e.seed) }),
-        el("td", { class: "setting", text: COLUMNS[4].get(e) }),
-        el("td", {}, classBadge(e.class)),
-        el("td", { text: e.outcome }),
-        el("td", { class: "num utility", text: num(e.utility) }),
-        el("td", { class: "num cost", text: num(e.cost) }),
-        el("td", { class: "num", text: String(e.turns) })
+        el("td", { class: "num col-id" }, el("a", { href: "#", text: String(e.id), onclick: (event) => event.preventDefault() })),
+        el("td", { class: "col-agent", text: e.agent }),
+        el("td", { class: "col-organization", text: e.organization }),
+        el("td", { class: "num col-seed", text: e.seed === null ? "–" : String(e.seed) }),
+        el("td", { class: "setting col-setting", text: COLUMNS[4].get(e) }),
+        el("td", { class: "col-class" }, classBadge(e.class)),
+        el("td", { class: "col-outcome", text: e.outcome }),
+        el("td", { class: "num utility col-utility", text: num(e.utility) }),
+        el("td", { class: "num cost col-cost", text: num(e.cost) }),
+        el("td", { class: "num col-turns", text: String(e.turns) })
       )
     );
     table.tBodies[0].replaceChildren(...rows);
