@@ -362,6 +362,19 @@ def test_hostile_agent_name_and_argument_in_an_episode_are_escaped(strategic_log
     assert HOSTILE in text
 
 
+def test_episode_transcript_shows_what_the_agent_wrote(strategic_log):
+    said = {"role": "assistant", "content": f"Hide it {HOSTILE}", "reasoning": "the desk first"}
+    system = {"role": "system", "content": "SYSTEM PROMPT TEXT"}
+    first = strategic_log.steps[0].model_copy(update={"messages": [system, said]})
+    log = strategic_log.model_copy(update={"steps": [first, *strategic_log.steps[1:]]})
+    html = log._repr_html_()
+    assert "<script" not in html
+    page = Cells(html)
+    assert page.of("tpd-said") == [f"the desk first\n\nHide it {HOSTILE}"]
+    assert "SYSTEM PROMPT TEXT" not in page.all_text()
+    assert log.steps[1].observation.splitlines()[0] in page.all_text()
+
+
 def test_episode_plot_draws_reward_cost_and_pressure(strategic_log):
     from matplotlib.figure import Figure
 

@@ -59,8 +59,11 @@ __all__ = [
 
 CALL_CHARS = 120
 """A call is shown in at most this many characters (raw LLM replies are cut)."""
-OBSERVATION_CHARS = 600
-"""A logged step's HTML shows at most this many characters of its observation."""
+OBSERVATION_CHARS = 1500
+"""A logged step's HTML shows at most this many characters of its observation (and of
+what the agent wrote that turn)."""
+BRIEFING_CHARS = 6000
+"""An episode's HTML shows at most this many characters of its briefing."""
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -150,7 +153,7 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(
-        signed=signed, cost=cost_text, number=number, share=share, shorten=shorten
+        signed=signed, cost=cost_text, number=number, share=share, cut=shorten_block
     )
     return environment
 
@@ -451,7 +454,7 @@ class StepView:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return render("display_step.html.j2", step=self)
+        return render("display_step.html.j2", step=self, observation_chars=OBSERVATION_CHARS)
 
     @classmethod
     def from_result(
@@ -649,17 +652,37 @@ def _timeline(log: EpisodeLog) -> list[dict[str, Any]]:
             if view.role in COMPLIANT_ROLES
             else "neutral"
         )
+        lines = record.observation.splitlines()
         rows.append(
             {
                 "step": view,
                 "track": track,
                 "cumulative_cost": total_cost,
-                "outcome_line": record.observation.splitlines()[1]
-                if record.observation.count("\n")
-                else "",
+                "outcome_line": lines[1] if len(lines) > 1 else "",
+                "said": shorten_block(agent_words(record.messages), OBSERVATION_CHARS),
+                "observation": shorten_block(record.observation, OBSERVATION_CHARS),
             }
         )
     return rows
+
+
+def agent_words(messages: Sequence[Mapping[str, Any]]) -> str:
+    """What an LLM agent wrote in a turn's logged messages: its reasoning and its text
+    (tool calls are the turn's call; system prompts and context summaries are left out)."""
+    parts = []
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        for key in ("reasoning", "content"):
+            value = message.get(key)
+            if isinstance(value, str) and value.strip():
+                parts.append(value.strip())
+    return "\n\n".join(parts)
+
+
+def shorten_block(text: str, limit: int) -> str:
+    """Multi-line `text` kept as it is, cut to `limit` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def episode_html(log: EpisodeLog) -> str:
@@ -669,6 +692,7 @@ def episode_html(log: EpisodeLog) -> str:
     return render(
         "display_episode.html.j2",
         log=log,
+        briefing=shorten_block(log.initial_observation, BRIEFING_CHARS),
         klass=episode_class(log),
         rows=_timeline(log),
         violations={k: (v, log.detected.get(k, 0)) for k, v in log.violations.items() if v},
