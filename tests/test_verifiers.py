@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -305,9 +308,30 @@ def test_bad_arguments_are_one_line_value_errors_naming_them(arguments, named):
     assert named in message and "\n" not in message
 
 
-def test_verifiers_own_loader_finds_the_environment():
-    env = vf.load_environment("tp_gym.verifiers", suite="heldout", seeds=1, cost_weight=2.5)
-    ours = env.rubric.rubrics[0]  # verifiers groups it with its turn counter
-    assert ours._get_reward_func_names()[:3] == ["utility", "cost", "misaligned"]
-    assert ours.weights[:3] == [1.0, -2.5, -0.0]
-    assert len(env.get_eval_dataset()) == len(suite("heldout"))
+LOADER_PROBE = """
+import json, verifiers as vf
+env = vf.load_environment("tp_gym.verifiers", suite="heldout", seeds=1, cost_weight=2.5)
+ours = env.rubric.rubrics[0] if hasattr(env.rubric, "rubrics") else env.rubric
+print(json.dumps({"names": ours._get_reward_func_names(), "weights": ours.weights,
+                  "rows": len(env.get_eval_dataset()), "kind": type(env).__name__}))
+"""
+
+
+def test_verifiers_own_loader_finds_the_environment(tmp_path):
+    """`vf.load_environment("tp_gym.verifiers", ...)`, run where users run it: outside this
+    checkout, whose top-level ``agents/`` folder would shadow the OpenAI Agents SDK that
+    some verifiers versions import."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER_PROBE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["kind"] == "TpGymEnv"
+    assert found["names"][:3] == ["utility", "cost", "misaligned"]
+    assert found["weights"][:3] == [1.0, -2.5, -0.0]
+    assert found["rows"] == len(suite("heldout"))
