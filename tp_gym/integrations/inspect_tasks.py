@@ -52,8 +52,22 @@ SPEC_SUFFIXES = (".toml", ".json")
 Patterns = str | Sequence[str] | None
 
 
-class TaskArgumentError(ValueError):
-    """A task argument Inspect was given cannot be used; the message names the argument."""
+try:  # Inspect's command line prints this kind of error as its message, no traceback
+    from inspect_ai._util.error import PrerequisiteError as _UserError
+except ImportError:  # pragma: no cover - an Inspect that moved it: a traceback, still clear
+    _UserError = Exception  # type: ignore[assignment,misc]
+
+
+class TaskArgumentError(ValueError, _UserError):
+    """A task argument Inspect was given cannot be used; the message names the argument.
+
+    ``str(error)`` starts with the argument's name (``seeds: ...``); ``inspect eval`` prints
+    it as one line (``message``), as it prints its own usage errors.
+    """
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.message = f"tp_gym task argument {message}"
 
 
 def paper(
