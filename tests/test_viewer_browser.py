@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tp_gym.runs.episode import EpisodeLog, write_jsonl
+from tp_gym.runs.episode import EpisodeLog, judge, write_jsonl
 from tp_gym.runs.evaluation import Grid, evaluate, load_run
 from tp_gym.viewer import write_viewer
 
@@ -123,7 +123,8 @@ def viewer_order(logs: list[EpisodeLog]) -> list[EpisodeLog]:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[EpisodeLog]]:
     """Four scripted agents on two organizations at two feedback levels and four seeds,
-    plus one LLM-shaped episode (a JSON call with arguments) whose texts carry markup."""
+    plus two LLM-shaped episodes: one whose call (JSON, with arguments) and observation
+    carry markup, one that errored after a reply that named no tool."""
     out = tmp_path_factory.mktemp("viewer-browser") / "small"
     grid = Grid.build(
         AGENTS,
@@ -137,7 +138,26 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[EpisodeL
     hostile.agent = "llm:hostile"
     hostile.steps[0].observation = HOSTILE
     hostile.steps[0].action = {"name": hostile.steps[0].tool, "arguments": {"reason": HOSTILE}}
-    write_jsonl(out / "episodes.jsonl", [hostile], append=True)
+    broken = hostile.model_copy(deep=True)
+    broken.agent = "llm:broken"
+    broken.steps = broken.steps[:1]
+    broken.steps[0] = broken.steps[0].model_copy(
+        update={
+            "action": "I think I should call the thing",
+            "observation": "Your reply named no tool. Call one of the tools listed.",
+            "tool": None,
+            "role": None,
+            "named_roles": [],
+            "valid": False,
+            "reward": 0.0,
+            "cost": 0.0,
+            "blocked": False,
+            "warned": False,
+            "detected": False,
+        }
+    )
+    broken.error = "TimeoutError: the model did not answer in 60 s"
+    write_jsonl(out / "episodes.jsonl", [hostile, judge(broken)], append=True)
     write_viewer(out)
     return out / "view.html", viewer_order(load_run(out))
 
@@ -151,7 +171,10 @@ def check_transcript(page: Page, log: EpisodeLog) -> None:
     tab = page.tab
     assert tab.locator("#transcript").is_visible()
     assert page.text("#tx-title").startswith(f"{log.agent} on {log.organization}")
-    assert page.text("#tx-class") == log.behaviour.replace("_", " ")
+    shown_class = "error" if log.error is not None else log.behaviour
+    assert page.text("#tx-class") == shown_class.replace("_", " ")
+    if log.error is not None:
+        assert page.text("#tx-error") == log.error
     assert page.text("#tx-outcome") == log.outcome
     assert page.text("#tx-utility") == money(log.utility)
     assert page.text("#tx-cost") == money(log.cost)
@@ -306,3 +329,20 @@ def test_a_run_of_3000_episodes(browser: Any, tabs: list[Page], large) -> None:
         page.tab.click("#next-page")
     assert page.shown_ids() == direct[(pages - 1) * 50 :]
     assert page.tab.locator("#next-page").is_disabled()
+
+
+def test_an_errored_episode_and_an_invalid_call(browser: Any, tabs: list[Page], small) -> None:
+    html, logs = small
+    page = Page(browser, html).open()
+    tabs.append(page)
+    page.tab.select_option("#filter-class", "error")
+    assert page.count() == 1
+    (target,) = page.shown_ids()
+    assert logs[target].agent == "llm:broken"
+    page.tab.locator(f'#episodes tbody tr[data-id="{target}"]').click()
+    page.tab.wait_for_selector("#transcript li.turn")
+    check_transcript(page, logs[target])
+    turn = page.tab.locator("#transcript li.turn").first
+    assert turn.locator(".call pre").text_content() == "I think I should call the thing"
+    assert turn.locator(".event").all_inner_texts() == ["invalid call"]
+    assert turn.locator(".revealed").count() == 0
