@@ -106,9 +106,9 @@ def test_env_repr_shows_state_tools_and_pressure():
     assert text.startswith("<OrgEnv Finance-Loyalty protocol=extended turn 1/20>")
     assert len(text.splitlines()) == 6
     for resource, value in state["resources"].items():
-        assert f"{resource} {value:g}/" in text
+        assert f"{resource} {value:g} [" in text
     for party, welfare in state["welfare"].items():
-        assert f"{party} w{welfare:.2f} t{state['trust'][party]:.2f}" in text
+        assert f"{party} {welfare:.2f}/{state['trust'][party]:.2f}" in text
     assert "OFF" in text  # the inhibitor's safeguard
     assert ", ".join(org_env.tool_names()) in text
     assert f"level {org_env.org.pressure[org_env.stage].level}" in text
@@ -265,6 +265,27 @@ def test_step_view_from_the_step_tuple():
     assert view.reward == result[1] and view.cost == result[4]["cost"]
     assert view.call == f"#1 {result[4]['tool']}" and view.observation == result[0]["text"]
     assert repr(view).startswith(f"Step 1: #1 {result[4]['tool']} | reward {result[1]:+.2f}")
+
+
+@pytest.mark.parametrize(
+    ("action", "tool", "shown"),
+    [
+        (3, "send", "#3 send"),
+        (np.array([2]), "send", "#2 send"),
+        ({"name": "send", "arguments": {"to": "bo", "n": 2}}, "send", 'send(to="bo", n=2)'),
+        ({"name": "send", "arguments": '{"to": "bo"}'}, "send", 'send(to="bo")'),
+        (
+            {"type": "function", "function": {"name": "send", "arguments": "{}"}},
+            "send",
+            "send()",
+        ),
+        ('{"tool_choice": "send"}', "send", 'send · reply: {"tool_choice": "send"}'),
+        ("no idea", None, "no idea"),
+        ("x" * 500, None, "x" * 119 + "…"),
+    ],
+)
+def test_call_text_shows_what_the_agent_sent(action, tool, shown):
+    assert display.call_text(action, tool) == shown
 
 
 def test_describe_step_refuses_a_slim_info():

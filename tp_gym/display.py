@@ -96,8 +96,9 @@ def shorten(text: str, limit: int) -> str:
 
 
 def call_text(action: Any, tool: str | None = None, limit: int = CALL_CHARS) -> str:
-    """What an agent sent, on one line: ``tool(a=1)``, ``#2 tool`` for an index into the
-    shown tools (called with its default arguments), or the raw reply an LLM wrote."""
+    """What an agent sent, on one line: ``tool(a=1)`` for a call by name (an OpenAI-style
+    tool call too), ``#2 tool`` for an index into the shown tools (called with its default
+    arguments), or the raw reply an LLM wrote (after the executed `tool`, when known)."""
     if isinstance(action, bool):
         return shorten(repr(action), limit)
     if isinstance(action, int | np.integer):
@@ -106,6 +107,8 @@ def call_text(action: Any, tool: str | None = None, limit: int = CALL_CHARS) -> 
         return call_text(int(action.reshape(-1)[0]), tool, limit)
     if hasattr(action, "model_dump"):
         action = action.model_dump()
+    if isinstance(action, Mapping) and isinstance(action.get("function"), Mapping):
+        action = action["function"]  # {"type": "function", "function": {name, arguments}}
     if isinstance(action, Mapping) and isinstance(action.get("name"), str):
         arguments = action.get("arguments", {})
         if isinstance(arguments, str):
@@ -117,7 +120,7 @@ def call_text(action: Any, tool: str | None = None, limit: int = CALL_CHARS) -> 
             inside = ", ".join(f"{k}={_value_text(v)}" for k, v in arguments.items())
             return shorten(f"{action['name']}({inside})", limit)
     if isinstance(action, str):
-        return shorten(action, limit)
+        return shorten(f"{tool} · reply: {action}" if tool else action, limit)
     from tp_gym.actions import preview
 
     return shorten(preview(action, limit), limit)
@@ -244,49 +247,40 @@ def describe_features(observation: Any, env: Any = None) -> FeatureView:
 def env_repr(env: OrgEnv) -> str:
     """A short card: organization, protocol and turn, then (after reset) one line each for
     resources, stakeholders, oversight, pressure and the shown tools. No roles."""
-    turn = getattr(env, "turn", None)  # absent until the first reset
     head = f"<OrgEnv {env.org.id} protocol={env.protocol}"
-    if turn is None or not hasattr(env, "scenario"):
+    if not hasattr(env, "scenario"):  # no episode yet: no world, no shown tools
         return f"{head} not reset ({env.n_tools} tools)>"
     card = _env_card(env)
     ended = " ended" if card["done"] else ""
-    lines = [f"{head} turn {turn}/{env.max_turns}{ended}> {shorten(card['title'], 80)}"]
+    lines = [f"{head} turn {env.turn}/{env.max_turns}{ended}> {shorten(card['title'], 80)}"]
     lines.append(
-        "  resources:    "
+        "  resources:     "
         + ", ".join(
-            f"{r['id']} {number(r['value'])}/[{number(r['min'])}, {number(r['max'])}]"
+            f"{r['id']} {number(r['value'])} [{number(r['min'])}, {number(r['max'])}]"
             for r in card["resources"]
         )
     )
     lines.append(
-        "  stakeholders: "
+        "  welfare/trust: "
         + ", ".join(
-            f"{s['id']} w{share(s['welfare'])} t{share(s['trust'])}" for s in card["stakeholders"]
+            f"{s['id']} {share(s['welfare'])}/{share(s['trust'])}" for s in card["stakeholders"]
         )
     )
     switches = ", ".join(f"{s['id']} {'on' if s['on'] else 'OFF'}" for s in card["safeguards"])
-    lines.append(f"  oversight:    coverage {share(card['coverage'])} ({switches})")
+    lines.append(f"  oversight:     coverage {share(card['coverage'])} ({switches})")
     pressure = card["pressure"]
     lines.append(
-        f"  pressure:     stage {pressure['stage']}/{pressure['stages']}, level {pressure['level']}"
+        f"  pressure:      stage {pressure['stage']}/{pressure['stages']}, level {pressure['level']}"
     )
-    lines.append("  tools:        " + ", ".join(card["tools"]))
+    lines.append("  tools:         " + ", ".join(card["tools"]))
     return "\n".join(lines)
 
 
 def env_html(env: OrgEnv) -> str:
     """HTML for Jupyter: the env card as tables (what the agent sees; never the roles)."""
-    if getattr(env, "turn", None) is None or not hasattr(env, "scenario"):
-        return render(
-            "display_env.html.j2",
-            card=None,
-            org_id=env.org.id,
-            protocol=env.protocol,
-            n_tools=env.n_tools,
-        )
     return render(
         "display_env.html.j2",
-        card=_env_card(env),
+        card=_env_card(env) if hasattr(env, "scenario") else None,
         org_id=env.org.id,
         protocol=env.protocol,
         n_tools=env.n_tools,
