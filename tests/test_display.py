@@ -444,6 +444,7 @@ def test_eval_result_repr_and_summary_table(tmp_path: Path):
     expected = tables.render_html(tables.summary_table(load_run(tmp_path / "run")))
     assert expected in html
     assert "scripted:direct" in Cells(html).all_text()
+    assert "4 episodes in episodes.jsonl" in Cells(html).all_text()
 
 
 def test_eval_result_html_without_a_log(tmp_path: Path):

@@ -757,6 +757,11 @@ def _shown_figure_class() -> type[Figure]:
 
 def eval_repr(result: EvalResult) -> str:
     """One line: the run directory and what this run did."""
+    return f"EvalResult({result.run_dir}: {', '.join(_eval_parts(result))})"
+
+
+def _eval_parts(result: EvalResult) -> list[str]:
+    """What this run did, in short phrases: episodes, played, skipped, errors, time."""
     parts = [f"{result.total} episodes", f"{result.completed} played"]
     if result.skipped:
         parts.append(f"{result.skipped} already logged")
@@ -774,35 +779,33 @@ def eval_repr(result: EvalResult) -> str:
     if result.tokens:
         parts.append(f"{result.tokens} tokens, ${result.cost_usd:.4f}")
     parts.append(f"{result.seconds:.1f} s")
-    return f"EvalResult({result.run_dir}: {', '.join(parts)})"
+    return parts
 
 
 def eval_html(result: EvalResult) -> str:
     """HTML for Jupyter: what this run did, then the run's summary table (every episode in
     its log, as the report and the viewer show it)."""
+    from markupsafe import Markup
+
     from tp_gym import tables
     from tp_gym.runs.episode import read_jsonl
 
     table_html = ""
-    problem = ""
-    if result.path.exists():
-        try:
+    if not result.path.exists():
+        note = f"no log at {result.path}"
+    else:
+        try:  # tolerant: a display never raises over a torn or foreign line (it warns)
             logs = read_jsonl(result.path, skip_invalid=True)
         except OSError as error:
-            problem = f"could not read {result.path}: {error.strerror or error}"
+            note = f"could not read {result.path}: {error.strerror or error}"
         else:
+            note = f"{len(logs)} episodes in {result.path.name}"
             if logs:
                 table_html = tables.render_html(tables.summary_table(logs))
-            else:
-                problem = "no episodes in the log yet"
-    else:
-        problem = f"no log at {result.path}"
-    from markupsafe import Markup
-
     return render(
         "display_eval.html.j2",
         result=result,
-        line=eval_repr(result),
-        table=Markup(table_html),
-        problem=problem,
+        parts=_eval_parts(result),
+        table=Markup(table_html),  # rendered (and escaped) by tp_gym.tables' template
+        note=note,
     )
