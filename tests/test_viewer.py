@@ -7,6 +7,7 @@ The browser half (filters, transcripts on screen) is tests/test_viewer_browser.p
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -281,3 +282,34 @@ def test_a_log_file_can_be_viewed_directly(run: Path, tmp_path: Path) -> None:
     assert page == tmp_path / "view.html"
     data = page_data(page.read_text(encoding="utf-8"))
     assert data["title"] == "three" and len(data["episodes"]) == 3
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_the_browser_test_skips_without_chromium_unless_required(required: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TP_GYM_REQUIRE_BROWSER"}
+    env["TP_GYM_CHROMIUM"] = "/nonexistent/chromium"
+    if required:
+        env["TP_GYM_REQUIRE_BROWSER"] = "1"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_viewer_browser.py::test_a_link_opens_the_same_view",
+            "-q",
+            "-rsE",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "no Chromium at /nonexistent/chromium" in done.stdout, done.stdout
+    if required:
+        assert done.returncode == 1 and "ERROR tests/test_viewer_browser.py" in done.stdout
+        assert "TP_GYM_REQUIRE_BROWSER=1 requires the browser test" in done.stdout
+    else:
+        assert done.returncode == 0 and "SKIPPED [1]" in done.stdout

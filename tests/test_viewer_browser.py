@@ -28,13 +28,15 @@ AGENTS = ["scripted:direct", "scripted:compliant", "scripted:strategic", "script
 
 
 def chromium_path() -> str | None:
-    """The Chromium to drive: $TP_GYM_CHROMIUM, /usr/bin/chromium, or one on PATH."""
-    for candidate in (
-        os.environ.get("TP_GYM_CHROMIUM"),
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
+    """The Chromium to drive: $TP_GYM_CHROMIUM when set (and only it), else
+    /usr/bin/chromium or one on PATH."""
+    named = os.environ.get("TP_GYM_CHROMIUM")
+    candidates = (
+        [named]
+        if named
+        else ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+    )
+    for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -54,7 +56,8 @@ def browser() -> Iterator[Any]:
         unavailable("Playwright is not installed (pip install playwright)")
     path = chromium_path()
     if path is None:
-        unavailable("no Chromium found (apt-get install chromium, or set TP_GYM_CHROMIUM)")
+        where = os.environ.get("TP_GYM_CHROMIUM") or "/usr/bin/chromium or on PATH"
+        unavailable(f"no Chromium at {where} (apt-get install chromium, or set TP_GYM_CHROMIUM)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path)
         yield launched
