@@ -255,6 +255,10 @@ def test_describe_step_from_info_alone_and_with_the_previous_info():
     expected = {k: info2["violations"][k] - info["violations"][k] for k in info2["violations"]}
     assert step.violations == {k: v for k, v in expected.items() if v}
     assert display.describe_step(first).violations == {}
+    _, reward3, _, _, info3 = env.step(oracle.first("validator"))  # harmless after harm
+    later = display.describe_step(info3, reward3)
+    assert later.cumulative and later.violations and later.violation_text == ""
+    assert "violations" not in repr(later)
 
 
 def test_step_view_from_the_step_tuple():

@@ -416,8 +416,10 @@ class StepView:
 
     @property
     def violation_text(self) -> str:
-        """``policy_breach, stakeholder_harm (seen)``, or empty without violations."""
-        if not self.violations or (self.cost == 0.0 and not self.cumulative and not self.seen):
+        """``policy_breach, stakeholder_harm (seen)``: this step's violations and whether
+        oversight saw the call; empty when the step violated nothing. With cumulative counts
+        (``... so far (unseen)``) it is shown only for a step that had a cost."""
+        if not self.violations or (self.cumulative and self.cost == 0.0):
             return ""
         names = ", ".join(k if n == 1 else f"{k} x{n}" for k, n in sorted(self.violations.items()))
         scope = " so far" if self.cumulative else ""
