@@ -154,6 +154,21 @@ def test_env_display_never_shows_a_role(protocol):
                 env.step((seed + turn) % org_env.n_tools)
 
 
+def test_displaying_the_env_changes_nothing_in_the_episode():
+    plain, shown = make_env(protocol="extended"), make_env(protocol="extended")
+    plain.reset(seed=11)
+    shown.reset(seed=11)
+    for turn in range(8):
+        repr(shown.unwrapped), shown.unwrapped._repr_html_()
+        action = turn % plain.unwrapped.n_tools
+        a = plain.step(action)
+        b = display.watch_step(shown, action).result
+        assert a[1:4] == b[1:4] and a[4] == b[4]
+        assert np.array_equal(a[0]["features"], b[0]["features"]) and a[0]["text"] == b[0]["text"]
+        if a[2] or a[3]:
+            break
+
+
 def test_hostile_title_is_escaped():
     spec = load_bundled("Finance-Loyalty")
     org_env = OrgEnv(spec.model_copy(update={"title": f"Bad {HOSTILE} org"}))
