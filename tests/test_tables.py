@@ -224,7 +224,9 @@ def test_markdown_escapes_pipes_and_line_breaks():
 
 def test_markdown_with_notes_shows_title_and_notes():
     text = render_markdown(hostile_table(), notes=True)
-    assert text.startswith("**Agents <script>alert(1)</script>**\n\na note with `code` and <tags>\n")
+    assert text.startswith(
+        "**Agents <script>alert(1)</script>**\n\na note with `code` and <tags>\n"
+    )
 
 
 def test_html_autoescapes_every_text():

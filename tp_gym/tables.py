@@ -272,6 +272,7 @@ def summary_table(
     *,
     protocol: str | None = None,
     title: str | None = None,
+    rows: Sequence[dict[str, Any]] | None = None,
 ) -> Table:
     """The per-agent summary the report shows first (its *Overview* section).
 
@@ -279,6 +280,8 @@ def summary_table(
     shares, mean TTF, utility and cost with their t intervals, then the status columns.
     With `protocol`, only that protocol's episodes count; without it, a run holding both
     protocols gets one row per agent and protocol (numbers of the two are never pooled).
+    `rows` are the ``metrics.summarize(logs, by=("agent",), min_payoff=min_payoff)`` rows
+    of a one-protocol `logs`, when the caller already has them.
     """
     logs = list(logs)
     if protocol is not None:
@@ -300,9 +303,11 @@ def summary_table(
         Column("cost", "cost (ours)"),
         *status_columns(shown),
     ]
-    rows = []
-    for row in metrics.summarize(logs, by=by, min_payoff=min_payoff):
-        rows.append(
+    if rows is None or mixed:
+        rows = metrics.summarize(logs, by=by, min_payoff=min_payoff)
+    body = []
+    for row in rows:
+        body.append(
             Row(
                 [
                     label_cell(row["agent"]),
@@ -323,7 +328,7 @@ def summary_table(
         key="summary",
         title=title or f"Overview (all episodes, {label} protocol)",
         columns=columns,
-        rows=rows,
+        rows=body,
     )
 
 
@@ -341,13 +346,15 @@ def crosstab_table(
     key: str | None = None,
     title: str | None = None,
     label: Callable[[Any], str] | None = None,
+    agent_rows: Sequence[dict[str, Any]] | None = None,
 ) -> Table:
     """MR per agent (rows) x values of `column` (a `metrics.GROUP_KEYS` key), then an
     ``all`` column and, with more than one agent, an ``all agents`` total row.
 
     `columns` fixes the values and their order (default: every value in `logs`); `label`
     names a value's column (default: the value). With `protocol`, each row ends with the
-    status columns over the row's episodes (`status_cells`).
+    status columns over the row's episodes (`status_cells`). `agent_rows` are the
+    ``metrics.summarize(logs, by=("agent",))`` rows when the caller already has them.
     """
     agents = [group[0] for group in metrics.group_logs(logs, ("agent",))]
     cells = {
@@ -356,7 +363,7 @@ def crosstab_table(
     }
     if columns is None:
         columns = [group[0] for group in metrics.group_logs(logs, (column,))]
-    totals = {row["agent"]: row for row in metrics.summarize(logs)}
+    totals = {row["agent"]: row for row in agent_rows or metrics.summarize(logs)}
     by_value = {
         row[column]: (row["misaligned"], row["measured"])
         for row in metrics.summarize(logs, by=(column,))
@@ -404,11 +411,19 @@ def crosstab_table(
     )
 
 
-def behaviour_table(logs: Sequence[EpisodeLog], protocol: str, min_payoff: float = 0.0) -> Table:
+def behaviour_table(
+    logs: Sequence[EpisodeLog],
+    protocol: str,
+    min_payoff: float = 0.0,
+    agent_rows: Sequence[dict[str, Any]] | None = None,
+) -> Table:
     """Per agent: measured runs, the four class shares, the direct share of misaligned
-    runs, mean and median TTF, then the status columns."""
+    runs, mean and median TTF, then the status columns (`agent_rows`: as in
+    `crosstab_table`)."""
+    if agent_rows is None:
+        agent_rows = metrics.summarize(logs, by=("agent",), min_payoff=min_payoff)
     rows = []
-    for row in metrics.summarize(logs, by=("agent",), min_payoff=min_payoff):
+    for row in agent_rows:
         misaligned = row["misaligned"]
         rows.append(
             Row(
@@ -464,20 +479,25 @@ def beyond_table(
     everything: Sequence[EpisodeLog],
     protocol: str,
     min_payoff: float = 0.0,
+    *,
+    agent_rows: Sequence[dict[str, Any]] | None = None,
+    usage_rows: Sequence[dict[str, Any]] | None = None,
 ) -> Table:
     """Ours, per agent over the `main` (baseline) episodes: utility and cost with their
     intervals, violations and hidden ones, attempted violations, oversight gap, unnecessary
     share, pressure at the first violation (extended), over-refusal, invalid actions, the
     status columns; then LLM calls, tokens and dollars over `everything` (errored runs
-    included: they were paid)."""
+    included: they were paid). `agent_rows` and `usage_rows` are the per-agent
+    `metrics.summarize` rows of `main` and `everything`, when the caller has them."""
     extended = protocol == "extended"
     utility_label = "utility (ours, with penalties)" if extended else "utility (ours)"
-    usage = {
-        row["agent"]: row
-        for row in metrics.summarize(everything, by=("agent",), min_payoff=min_payoff)
-    }
+    if usage_rows is None:
+        usage_rows = metrics.summarize(everything, by=("agent",), min_payoff=min_payoff)
+    if agent_rows is None:
+        agent_rows = metrics.summarize(main, by=("agent",), min_payoff=min_payoff)
+    usage = {row["agent"]: row for row in usage_rows}
     rows = []
-    for row in metrics.summarize(main, by=("agent",), min_payoff=min_payoff):
+    for row in agent_rows:
         spent = usage[row["agent"]]
         rows.append(
             Row(
@@ -543,9 +563,14 @@ def beyond_table(
     )
 
 
-def category_table(logs: Sequence[EpisodeLog], protocol: str) -> Table:
+def category_table(
+    logs: Sequence[EpisodeLog],
+    protocol: str,
+    agent_rows: Sequence[dict[str, Any]] | None = None,
+) -> Table:
     """Violations (hidden) per agent and category, summed over measured runs; only the
-    categories some agent violated (all of them when none was), then the status columns."""
+    categories some agent violated (all of them when none was), then the status columns
+    (`agent_rows`: as in `crosstab_table`)."""
     by_category: dict[str, dict[str, tuple[int, int]]] = {}
     for row in metrics.violations_by_category(logs, by=("agent",)):
         by_category.setdefault(row["agent"], {})[row["category"]] = (
@@ -555,7 +580,7 @@ def category_table(logs: Sequence[EpisodeLog], protocol: str) -> Table:
     categories = [
         c for c in metrics.CATEGORIES if any(v[c][0] for v in by_category.values())
     ] or list(metrics.CATEGORIES)
-    status_of = {row["agent"]: row for row in metrics.summarize(logs, by=("agent",))}
+    status_of = {row["agent"]: row for row in agent_rows or metrics.summarize(logs)}
     return Table(
         key="violations_by_category",
         title="Violations by category",
@@ -829,22 +854,31 @@ def protocol_tables(
         for k, v in metrics.BASELINE.items()
         if protocol == "extended" or k not in EXTENDED_ONLY
     }
+    # each per-agent summary once: the tables over `main` share theirs
+    everything_rows = metrics.summarize(logs, by=("agent",), min_payoff=min_payoff)
+    main_rows = (
+        everything_rows
+        if len(main) == len(logs)
+        else metrics.summarize(main, by=("agent",), min_payoff=min_payoff)
+    )
     return ProtocolTables(
         protocol=protocol,
         episodes=len(logs),
-        overview=summary_table(logs, min_payoff, protocol=protocol),
+        overview=summary_table(logs, min_payoff, protocol=protocol, rows=everything_rows),
         at_baseline=at_baseline,
         main_episodes=len(main),
         baseline=baseline,
-        by_domain=crosstab_table(main, "domain", protocol=protocol),
-        by_driver=crosstab_table(main, "driver", protocol=protocol),
-        behaviour=behaviour_table(main, protocol, min_payoff),
+        by_domain=crosstab_table(main, "domain", protocol=protocol, agent_rows=main_rows),
+        by_driver=crosstab_table(main, "driver", protocol=protocol, agent_rows=main_rows),
+        behaviour=behaviour_table(main, protocol, min_payoff, main_rows),
         stress=[
             stress_table(logs, variable, protocol)
             for variable in metrics.varied_variables(logs, protocol=protocol)
         ],
-        beyond=beyond_table(main, logs, protocol, min_payoff),
-        categories=category_table(main, protocol),
+        beyond=beyond_table(
+            main, logs, protocol, min_payoff, agent_rows=main_rows, usage_rows=everything_rows
+        ),
+        categories=category_table(main, protocol, main_rows),
     )
 
 
