@@ -192,11 +192,16 @@ def test_texts_and_lines_are_stored_once(run: Path, page: str) -> None:
     assert len(page.encode()) < sum(len(log.model_dump_json()) for log in logs)
 
 
-def test_the_summary_is_the_reports_table(run: Path, page: str) -> None:
+def test_the_summary_and_tables_are_the_reports(run: Path, page: str) -> None:
     logs = load_run(run)
     table = tables.render_html(tables.summary_table(logs), style=False)
     assert table.strip() in page
-    assert 'id="tp-summary"' in page
+    assert page.count('id="tp-summary"') == 1  # the overview once, open at the top
+    rest = [t for t in tables.report_tables(logs) if t.key != "summary"]
+    assert {"mr_by_domain", "behaviour", "stress_stakes"} <= {t.key for t in rest}
+    assert tables.render_html(rest, style=False).strip() in page
+    for table in rest:
+        assert f'data-key="{table.key}"' in page
 
 
 def test_the_page_is_the_same_for_the_same_run(run: Path, page: str, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 `write_viewer(run_dir)` reads every episode of a run directory (strictly, as the report
 does: `tp_gym.runs.rundir.load_run`) and writes ``RUN_DIR/view.html``. The page opens from
 disk (``file://``): its CSS, JavaScript and data are inline, it loads nothing and calls no
-server. It shows the run summary, filters (agent, organization, class, outcome, protocol
+server. It shows the run summary (and, folded, every other table of report.md, from
+`tp_gym.tables`), filters (agent, organization, class, outcome, protocol
 and every variable that takes more than one value in the run), a paginated episode list
 and, for the episode opened, its transcript: the briefing, each turn's call with its
 arguments, the observation, oversight events, the tool's role revealed after the fact,
@@ -274,10 +275,11 @@ def _template_text(name: str) -> str:
     return resources.files("tp_gym").joinpath("templates", name).read_text(encoding="utf-8")
 
 
-def render_page(data: dict[str, Any], summary: str = "") -> str:
+def render_page(data: dict[str, Any], summary: str = "", report: str = "") -> str:
     """The complete page for `data` (from `view_data`): the template with the stylesheet,
-    the script and the data inlined, and `summary` (trusted, escaped HTML such as
-    `summary_html` gives) as the run summary."""
+    the script and the data inlined, `summary` as the run summary and `report` as the
+    report's other tables (both trusted, escaped HTML, as `summary_html` and `report_html`
+    give)."""
     import jinja2
     from markupsafe import Markup
 
@@ -292,14 +294,29 @@ def render_page(data: dict[str, Any], summary: str = "") -> str:
         script=Markup(_template_text("viewer.js")),
         data=Markup(script_json(data)),
         summary=Markup(summary),
+        report=Markup(report),
     )
 
 
 def summary_html(logs: Sequence[EpisodeLog]) -> str:
-    """The run summary table as HTML, the same table report.md shows."""
+    """The run summary table as HTML: the overview report.md shows first (one row per
+    agent, and per protocol when the run holds both)."""
     from tp_gym import tables
 
     return tables.render_html(tables.summary_table(logs), style=False)
+
+
+def report_html(logs: Sequence[EpisodeLog]) -> str:
+    """The rest of report.md's tables as HTML, in the report's order (`tp_gym.tables.
+    report_tables` without the overviews `summary_html` already shows)."""
+    from tp_gym import tables
+
+    shown = [
+        table
+        for table in tables.report_tables(logs)
+        if table.key != "summary" and not table.key.startswith("summary-")
+    ]
+    return tables.render_html(shown, style=False) if shown else ""
 
 
 def write_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -325,7 +342,7 @@ def write_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if target.is_dir():
         raise ValueError(f"{target}: is a directory; give --out a file name such as view.html")
     title = run_dir.name if run_dir.is_dir() else run_dir.stem
-    page = render_page(view_data(logs, title=title), summary_html(logs))
+    page = render_page(view_data(logs, title=title), summary_html(logs), report_html(logs))
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, page.encode("utf-8"))
     return target
