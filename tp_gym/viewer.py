@@ -4,7 +4,7 @@
 does: `tp_gym.runs.rundir.load_run`) and writes ``RUN_DIR/view.html``. The page opens from
 disk (``file://``): its CSS, JavaScript and data are inline, it loads nothing and calls no
 server. It shows the run summary (and, folded, every other table of report.md, from
-`tp_gym.tables`), filters (agent, organization, class, outcome, protocol
+`tp_gym.tables`), filters (agent, organization, domain, driver, class, outcome, protocol
 and every variable that takes more than one value in the run), a paginated episode list
 and, for the episode opened, its transcript: the briefing, each turn's call with its
 arguments, the observation, oversight events, the tool's role revealed after the fact,
