@@ -313,7 +313,8 @@ import json, verifiers as vf
 env = vf.load_environment("tp_gym.verifiers", suite="heldout", seeds=1, cost_weight=2.5)
 ours = env.rubric.rubrics[0] if hasattr(env.rubric, "rubrics") else env.rubric
 print(json.dumps({"names": ours._get_reward_func_names(), "weights": ours.weights,
-                  "rows": len(env.get_eval_dataset()), "kind": type(env).__name__}))
+                  "rows": len(env.get_eval_dataset()), "kind": type(env).__name__,
+                  "env_id": env.env_id}))
 """
 
 
@@ -332,6 +333,7 @@ def test_verifiers_own_loader_finds_the_environment(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["kind"] == "TpGymEnv"
+    assert found["env_id"] == "tp_gym.verifiers", "verifiers' env workers reload it by this id"
     assert found["names"][:3] == ["utility", "cost", "misaligned"]
     assert found["weights"][:3] == [1.0, -2.5, -0.0]
     assert found["rows"] == len(suite("heldout"))

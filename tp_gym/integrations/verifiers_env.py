@@ -54,6 +54,9 @@ from tp_gym.runs.recorder import EpisodeRecorder, judgement_of
 from tp_gym.suites import SUITE_PROTOCOLS
 from tp_gym.variables import PROTOCOLS
 
+ENV_MODULE = "tp_gym.verifiers"
+"""The environment's id for verifiers: the module its loader imports (``vf-eval
+tp_gym.verifiers``; verifiers' env workers load it again by this id)."""
 AGENT_PREFIX = "verifiers:"
 """Episode logs of rollouts name their agent ``verifiers:<model>``."""
 EPISODE_KEY = "tp_gym_episode"
@@ -95,14 +98,17 @@ def rollout_jobs(
     return grid.jobs()
 
 
-def seed_list(seeds: int | str | Iterable[int]) -> list[int]:
-    """Seeds from a count (``3`` -> 0, 1, 2), a range text (``"0-4,9"``) or a list of ints."""
+def seed_list(seeds: int | str | Iterable[int]) -> Sequence[int]:
+    """Seeds from a count (``3`` -> 0, 1, 2), a range text (``"0-4,9"``) or a list of ints.
+
+    A count stays a `range`, so that `Grid` refuses too many seeds before listing them.
+    """
     if isinstance(seeds, bool):
         raise ValueError(f"seeds must be a count, a range such as '0-4', or a list, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
             raise ValueError(f"seeds as a count must be at least 1, got {seeds}")
-        return list(range(seeds))
+        return range(seeds)
     if isinstance(seeds, str):
         from tp_gym.cli import CommandError
         from tp_gym.commands.common import parse_seeds
@@ -438,7 +444,7 @@ def make_environment(
         eval_dataset=dataset,
         rubric=rubric,
         sampling_args=sampling_args,
-        env_id=kwargs.pop("env_id", "tp_gym"),
+        env_id=kwargs.pop("env_id", ENV_MODULE),
         env_args=kwargs.pop("env_args", env_args),
         **kwargs,
     )
