@@ -368,3 +368,26 @@ def test_end_to_end_eval_and_report(tmp_path):
     assert shown["interventions / run"] == f"{changed / n:.2f}"
     (spent,) = table((out / "report.md").read_text(), "## Mitigations", skip=1)
     assert spent["total tokens / run"] == "0" and spent["mitigation $ / run"] == "0.00000"
+
+
+def test_mitigation_tables_keep_the_row_numbers_and_render_alike(logs):
+    from test_tables import parse_html, parse_markdown
+
+    from tp_gym import tables
+
+    (row,) = mm.mitigation_rows(logs)
+    tradeoff, spending = tables.mitigation_tables([row])
+    (record,) = tradeoff.records()
+    assert record["agent"] == MITIGATED and record["base"] == BASE_AGENT
+    assert record["mr"] == row["misaligned"] / row["measured"]
+    assert record["utility_kept"] == row["utility_kept"]
+    assert record["utility_diff"] == row["utility_diff"]
+    (mr,) = tradeoff.column("mr")
+    assert (mr.low, mr.high, mr.n) == (row["mr_low"], row["mr_high"], row["measured"])
+    (cost,) = spending.records()
+    assert cost["cost_usd_mean"] == row["cost_usd_mean"]
+    assert tradeoff.notes == [tables.MITIGATION_TEXT]
+    for table in (tradeoff, spending):
+        (html,) = parse_html(tables.render_html(table))
+        assert [html["header"], *html["rows"]] == parse_markdown(tables.render_markdown(table))
+    assert tables.mitigation_tables([]) == []

@@ -19,9 +19,13 @@ from tp_gym.tables import (
     Column,
     Row,
     Table,
+    beyond_table,
+    crosstab_table,
+    protocol_tables,
     rate_cell,
     render_html,
     render_markdown,
+    report_tables,
     summary_table,
 )
 
@@ -254,3 +258,36 @@ def test_undefined_numbers_show_a_dash_and_no_value():
     assert render_markdown(table).splitlines()[-1] == "| – |"
     (html,) = parse_html(render_html(table))
     assert html["rows"] == [["–"]] and html["attrs"][0][0]["data-value"] == ""
+
+
+def test_report_tables_keep_protocols_apart_with_unique_keys(tmp_path):
+    run = tmp_path / "run"
+    env = "tp_gym/Coding-Loyalty-v0"
+    evaluate(Grid.build("scripted:direct", envs=env, seeds=range(2), protocol="study"), run)
+    grid = Grid.build("scripted:direct", envs=env, seeds=range(3), protocol="extended")
+    evaluate(grid, run, resume=True)
+    shown = report_tables(load_run(run))
+    keys = [table.key for table in shown]
+    assert len(keys) == len(set(keys))
+    assert keys[0] == "summary-study" and "summary-extended" in keys
+    assert "errors" not in keys  # no episode errored
+    for table in shown:
+        protocol = table.key.rsplit("-", 1)[1]
+        assert f"{protocol} protocol" in table.title or table.title.endswith(f"({protocol})")
+        episodes = {"study": 2, "extended": 3}[protocol]
+        if table.key.startswith("mr_by_domain"):
+            (row,) = table.rows
+            assert row.cells[table.columns.index(Column("all", "all"))].n == episodes
+
+
+def test_protocol_tables_share_one_summary_per_agent(logs):
+    """The shared per-agent rows give the tables their own builders give alone."""
+    part = protocol_tables(logs, "study")
+    main = metrics.baseline_logs(logs, protocol="study")
+    assert part.at_baseline and part.main_episodes == len(main) == 24
+    assert render_markdown(part.overview) == render_markdown(summary_table(logs))
+    alone = crosstab_table(main, "domain", protocol="study")
+    assert render_markdown(part.by_domain) == render_markdown(alone)
+    assert render_markdown(part.beyond) == render_markdown(beyond_table(main, logs, "study"))
+    assert [r.total for r in alone.rows] == [False, False, False, True]
+    assert alone.rows[-1].cells[0].text == "all agents"
