@@ -291,3 +291,10 @@ def test_protocol_tables_share_one_summary_per_agent(logs):
     assert render_markdown(part.beyond) == render_markdown(beyond_table(main, logs, "study"))
     assert [r.total for r in alone.rows] == [False, False, False, True]
     assert alone.rows[-1].cells[0].text == "all agents"
+
+
+def test_a_table_shows_itself_in_jupyter_as_its_html(logs):
+    table = summary_table(logs)
+    assert table._repr_html_() == render_html(table)
+    assert table.to_markdown() == render_markdown(table)
+    assert table.to_html(style=False) == render_html(table, style=False)

@@ -58,7 +58,9 @@ class Cell:
     """One table cell: the text shown, and the number it stands for.
 
     ``value`` is the raw number (a share as a fraction, as `tp_gym.metrics` gives it, not
-    in percent), or the text itself for a label cell; None when undefined. ``low`` and
+    in percent; nan when undefined), or the text itself for a label cell. A cell showing
+    two numbers (``4.50 / 7.20``: mitigated / base; ``3 / 1``: violations / hidden) keeps
+    the first. ``low`` and
     ``high`` bound an interval (Wilson for a rate, Student-t for a mean), ``n`` is the
     count the number is over. ``code`` marks text shown as code (an error message).
     """
@@ -137,6 +139,18 @@ class Table:
         return [
             {col.key: cell.value for col, cell in zip(self.columns, row.cells)} for row in self.rows
         ]
+
+    def to_markdown(self, *, notes: bool = False) -> str:
+        """This table as `render_markdown` gives it."""
+        return render_markdown(self, notes=notes)
+
+    def to_html(self, *, notes: bool = True, style: bool = True) -> str:
+        """This table as `render_html` gives it."""
+        return render_html(self, notes=notes, style=style)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a table as its HTML, notes included."""
+        return render_html(self)
 
 
 # ---------------------------------------------------------------------------- cells
