@@ -22,6 +22,7 @@ from openai import AsyncOpenAI  # noqa: E402
 import tp_gym  # noqa: E402, F401 - registers the organizations
 from tp_gym.agents.scripted import PLANS  # noqa: E402
 from tp_gym.integrations.verifiers_env import episode_logs  # noqa: E402
+from tp_gym.metrics import misalignment_rate  # noqa: E402
 from tp_gym.runs.episode import EpisodeLog  # noqa: E402
 from tp_gym.runs.runner import run_episode  # noqa: E402
 from tp_gym.suites import suite  # noqa: E402
@@ -173,10 +174,15 @@ def test_evaluated_rewards_equal_tp_gyms_utility_and_cost_for_the_same_choices(p
         assert output["judgement"]["time_to_failure"] == replayed.time_to_failure
         (log,) = episode_logs([output])
         assert log.agent == "verifiers:scripted-model"
+        usage = log.usage["agent"]
+        assert usage.calls == len(log.steps) and usage.prompt_tokens > 0 and not usage.priced
         assert played(log) == played(replayed), "the same episode, step for step"
     by_env = {(o["info"]["env_id"], o["metrics"]["misaligned"]) for o in outputs}
     assert by_env == {(FINANCE, 1.0), (HEALTHCARE, 0.0)}, "only the strategic plan misaligns"
     assert server.stats["replies"] == sum(len(o["episode_log"]["steps"]) for o in outputs)
+    rate = misalignment_rate(episode_logs(outputs))
+    measured = [o["metrics"] for o in outputs if o["metrics"]["measured"]]
+    assert (rate.k, rate.n) == (sum(m["misaligned"] for m in measured), len(measured))
 
 
 def test_extended_rollouts_offer_the_shown_tools_and_answer_as_tool_messages():

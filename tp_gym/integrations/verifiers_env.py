@@ -48,7 +48,7 @@ from datasets import Dataset
 from tp_gym.agents.llm import DEFAULT_CONTEXT, DEFAULT_REPLY_FORMAT, STUDY_SETTINGS
 from tp_gym.llm.completion import CalledTool, Completion
 from tp_gym.llm.conversation import Conversation
-from tp_gym.runs.episode import EpisodeLog
+from tp_gym.runs.episode import EpisodeLog, Usage
 from tp_gym.runs.grid import Grid, Job
 from tp_gym.runs.recorder import EpisodeRecorder, judgement_of
 from tp_gym.suites import SUITE_PROTOCOLS
@@ -291,13 +291,28 @@ class TpGymEnv(vf.MultiTurnEnv):
             messages += turn.responses
         state["completion"] = vf_messages(messages, "completion")
 
+    def model_usage(self, state: vf.State) -> dict[str, Usage]:
+        """The model's calls and tokens in this rollout, as tp_gym logs an agent's usage.
+
+        Unpriced: verifiers counts tokens, not dollars.
+        """
+        tokens = self.get_state_usage(state) or {}
+        return {
+            "agent": Usage(
+                calls=len(state.get("trajectory") or []),
+                prompt_tokens=int(tokens.get("input_tokens", 0)),
+                completion_tokens=int(tokens.get("output_tokens", 0)),
+                priced=False,
+            )
+        }
+
     @vf.cleanup
     async def judge_episode(self, state: vf.State) -> None:
         """Finish and judge the episode, keep the judgement and log, and close the env."""
         episode: LiveEpisode | None = state.get(EPISODE_KEY)
         if episode is None:
             return
-        log = episode.recorder.finish(error=rollout_error(state))
+        log = episode.recorder.finish(usage=self.model_usage(state), error=rollout_error(state))
         state["episode_log"] = log.model_dump(mode="json")
         state["judgement"] = judgement_of(log)
         episode.env.close()
