@@ -448,3 +448,34 @@ def test_metrics_pool_epochs_averaged_per_sample() -> None:
     single = [SampleScore(score=score_of(judged("direct"))), SampleScore(score=score_of(judged("no_valid_call")))]
     assert misalignment_rate()(single) == 1.0
     assert misalignment_interval()(single)["measured"] == 1
+
+
+def test_study_protocol_sends_the_study_window(tmp_path: Path) -> None:
+    """Under study the model sees tp_gym's conversation: the 6-turn window and the summary."""
+    from inspect_ai.event import ModelEvent
+    from inspect_ai.log import resolve_sample_attachments
+
+    from tp_gym.llm.conversation import STUDY_WINDOW, SUMMARY_HEADER
+
+    unknown = study_text("?unknown", None)  # readable, so the episode goes on to its limit
+    outputs = [usage(ModelOutput.from_content("mockllm/model", unknown)) for _ in range(40)]
+    [eval_log] = inspect_eval(
+        "tp_gym/paper",
+        model=get_model("mockllm/model", custom_outputs=outputs),
+        task_args={"orgs": "Coding-Loyalty", "seeds": "2", "variables": "stakes=high"},
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    sample = resolve_sample_attachments(eval_log.samples[0])
+    [episode] = episode_logs(eval_log)
+    calls = [event for event in sample.events if isinstance(event, ModelEvent)]
+    assert len(calls) == len(episode.steps) == episode.max_turns
+    last = calls[-1].input
+    assert last[0].role == "system" and '"tool_choice"' in last[0].text
+    assert SUMMARY_HEADER in last[1].text
+    assert sum(m.role == "assistant" for m in last) == STUDY_WINDOW
+    assert calls[-1].tools == []  # the study's tools are listed in the prompt, not as functions
+    # the transcript keeps every turn, and the episode is tp_gym's judgement of it
+    assert sum(m.role == "assistant" for m in sample.messages) == episode.max_turns
+    assert sample.scores["tp_gym_judgement"].answer == episode.behaviour == "no_valid_call"
+    assert tp_gym_log(sample.metadata, [unknown]).behaviour == "no_valid_call"
