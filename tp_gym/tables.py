@@ -6,16 +6,25 @@ display text (``value``, and for a rate or a mean its interval ``low``/``high`` 
 ``n``), so a page can sort by the number while showing the text the report shows.
 
 Builders read episode logs through `tp_gym.metrics` and never type a number by hand:
-`summary_table` is the per-agent summary the report shows first; `tp_gym.report` builds
-the report's other tables with the same cell helpers (`rate_cell`, `pct_cell`, ...).
+
+- `summary_table`: the per-agent summary the report shows first (MR with its Wilson
+  interval, class shares, TTF, utility and cost with t intervals, the status shares);
+- `crosstab_table` (MR per agent x domain, driver, ...), `behaviour_table`,
+  `stress_table`, `beyond_table`, `category_table`, `errors_table` and
+  `mitigation_tables`: the report's other tables;
+- `protocol_tables` (one protocol's part of the report, as a `ProtocolTables`) and
+  `report_tables` (every table of report.md, in order, protocols never pooled).
 
 Renderings go through the Jinja2 templates in ``tp_gym/templates``:
 
-- `render_markdown` gives a GitHub-flavoured markdown table; a ``|`` in a cell is escaped
-  and a line break becomes a space, so an agent name can never break the table;
-- `render_html` gives a self-contained ``<table>`` fragment (no external assets) with
-  classes a page can style: ``tp-table``, ``tp-num`` on numeric cells (right-aligned by
-  an inline style too), ``tp-total`` on a total row; every text is HTML-escaped.
+- `render_markdown` (``table.md.j2``) gives a GitHub-flavoured markdown table; a ``|`` in
+  a cell is escaped and a line break becomes a space, so an agent name can never break
+  the table. ``report.md.j2`` lays out report.md around these tables (`tp_gym.report`);
+- `render_html` (``tables.html.j2``) gives a self-contained fragment, ``<table>`` per
+  table (no external assets, every text HTML-escaped) with classes a page can style:
+  ``tp-table``, ``tp-num`` on numeric cells (right-aligned by the optional ``<style>``),
+  ``tp-text`` on labels, ``tp-total`` on a total row; numeric cells carry ``data-value``
+  (and ``data-low``, ``data-high``, ``data-n``) with the raw numbers.
 """
 
 from __future__ import annotations
