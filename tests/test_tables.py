@@ -298,3 +298,14 @@ def test_a_table_shows_itself_in_jupyter_as_its_html(logs):
     assert table._repr_html_() == render_html(table)
     assert table.to_markdown() == render_markdown(table)
     assert table.to_html(style=False) == render_html(table, style=False)
+
+
+def test_a_code_cell_with_backticks_keeps_its_code_span():
+    table = Table(
+        "e",
+        "E",
+        [Column("error", "error", "left")],
+        [Row([Cell("bad `x` | y", code=True)]), Row([Cell("plain", code=True)])],
+    )
+    assert render_markdown(table).splitlines()[2:] == ["| `` bad `x` \\| y `` |", "| `plain` |"]
+    assert "<code>bad `x` | y</code>" in render_html(table)

@@ -939,7 +939,9 @@ def markdown_escape(text: Any) -> str:
 def _md_cell(cell: Cell, total: bool = False) -> str:
     text = markdown_escape(cell.text)
     if cell.code and text:
-        text = f"`{text}`"
+        # a code span holding backticks is fenced by a longer run of them
+        fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+        text = f"{fence} {text} {fence}" if len(fence) > 1 else f"`{text}`"
     if total and text:
         text = f"**{text}**"
     return text
