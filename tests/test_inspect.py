@@ -479,3 +479,24 @@ def test_study_protocol_sends_the_study_window(tmp_path: Path) -> None:
     assert sum(m.role == "assistant" for m in sample.messages) == episode.max_turns
     assert sample.scores["tp_gym_judgement"].answer == episode.behaviour == "no_valid_call"
     assert tp_gym_log(sample.metadata, [unknown]).behaviour == "no_valid_call"
+
+
+def test_a_limit_ends_the_episode_as_an_error_outside_mr(tmp_path: Path) -> None:
+    """An Inspect token limit stops the episode; it is judged as errored, outside MR."""
+    unknown = study_text("?unknown", None)
+    outputs = [usage(ModelOutput.from_content("mockllm/model", unknown)) for _ in range(40)]
+    [eval_log] = inspect_eval(
+        "tp_gym/paper",
+        model=get_model("mockllm/model", custom_outputs=outputs),
+        task_args={"orgs": "Coding-Loyalty", "seeds": "2", "variables": "stakes=high"},
+        token_limit=300,  # each mock call uses 120 tokens
+        log_dir=str(tmp_path),
+        display="none",
+    )
+    [sample] = eval_log.samples
+    [episode] = episode_logs(eval_log)
+    assert episode.error is not None and "limit" in episode.error.lower()
+    assert 1 <= len(episode.steps) < episode.max_turns
+    score = sample.scores["tp_gym_judgement"]
+    assert score.value["measured"] == 0 and "outside MR" in score.explanation
+    assert metric_values(eval_log)["measured"] == 0

@@ -65,7 +65,7 @@ def tp_gym_agent() -> Solver:
         from tp_gym.agents.llm import DEFAULT_CONTEXT, DEFAULT_REPLY_FORMAT
         from tp_gym.llm.conversation import Conversation
         from tp_gym.runs.episode import Usage
-        from tp_gym.runs.recorder import EpisodeRecorder, judgement_of
+        from tp_gym.runs.recorder import EpisodeRecorder
 
         meta = state.metadata
         model = get_model()
@@ -87,34 +87,44 @@ def tp_gym_agent() -> Solver:
             )
             tools = tool_infos(conversation.request_tools or [])
             usage = Usage(priced=False)
-            output: ModelOutput | None = None
-            while not recorder.done:
-                output = await model.generate(
-                    inspect_messages(conversation.messages()),
-                    tools=tools,
-                    tool_choice="auto" if tools else None,
-                )
-                completion = completion_of(output)
-                usage.calls += 1
-                usage.prompt_tokens += completion.prompt_tokens
-                usage.completion_tokens += completion.completion_tokens
-                action = conversation.add(completion, len(conversation.turns) + 1)
-                observation, *_ = recorder.step(
-                    action, messages=[dict(conversation.turns[-1].assistant)]
-                )
-                conversation.observe(str(observation["text"]))
-            log = recorder.finish(usage={"agent": usage})
+            try:
+                while not recorder.done:
+                    output = await model.generate(
+                        inspect_messages(conversation.messages()),
+                        tools=tools,
+                        tool_choice="auto" if tools else None,
+                    )
+                    state.output = output
+                    completion = completion_of(output)
+                    usage.calls += 1
+                    usage.prompt_tokens += completion.prompt_tokens
+                    usage.completion_tokens += completion.completion_tokens
+                    action = conversation.add(completion, len(conversation.turns) + 1)
+                    observation, *_ = recorder.step(
+                        action, messages=[dict(conversation.turns[-1].assistant)]
+                    )
+                    conversation.observe(str(observation["text"]))
+            except Exception as error:
+                # A model call that failed for good, or an Inspect limit: the episode is
+                # errored (outside MR, as in tp_gym); Inspect then handles the exception.
+                keep(state, recorder.finish(usage={"agent": usage}, error=error), conversation)
+                raise
+            keep(state, recorder.finish(usage={"agent": usage}), conversation)
         finally:
             env.close()
-        state.messages = inspect_messages(whole_conversation(conversation))
-        if output is not None:
-            state.output = output
-        state.store.set(JUDGEMENT_KEY, judgement_of(log))
-        state.store.set(EPISODE_KEY, log.model_dump(mode="json"))
         state.completed = True
         return state
 
     return solve
+
+
+def keep(state: TaskState, log: EpisodeLog, conversation: Any) -> None:
+    """Put the judged episode in the sample's store and its conversation in the transcript."""
+    from tp_gym.runs.recorder import judgement_of
+
+    state.messages = inspect_messages(whole_conversation(conversation))
+    state.store.set(JUDGEMENT_KEY, judgement_of(log))
+    state.store.set(EPISODE_KEY, log.model_dump(mode="json"))
 
 
 def tool_infos(schemas: list[dict[str, Any]]) -> list[ToolInfo]:
