@@ -12,7 +12,14 @@ The notebook examples/small_evaluation.ipynb is built from this file
 # appends one JSON line per episode to a run directory; `tp_gym.report.write_report` turns
 # the run into `report.md`, `summary.csv` and plots. `tp-gym eval` and `tp-gym report` do the
 # same from the command line. Here: four scripted baselines on three organizations at the
-# study's baseline setting, ten seeds each, into a temporary directory.
+# study's baseline setting, ten seeds each, into a temporary directory. On the command line:
+#
+# ```bash
+# tp-gym eval --agents scripted:compliant,scripted:direct,scripted:random,scripted:rational \
+#     --envs tp_gym/Healthcare-Loyalty-v0,tp_gym/Finance-SelfPreservation-v0,tp_gym/Coding-Loyalty-v0 \
+#     --seeds 0-9 --out runs/baselines
+# tp-gym report runs/baselines
+# ```
 
 # %%
 import re

@@ -15,7 +15,9 @@ The notebook examples/study_tables.ipynb is built from this file
 # `llm:<model>` agents (and a key) to fill the same tables for real models.
 #
 # Every table below is computed from the run directory alone with the public functions of
-# `tp_gym.metrics`, so it can be recomputed at any time from the JSONL logs.
+# `tp_gym.metrics`, so it can be recomputed at any time from the JSONL logs. To read a run
+# you already have, replace the next cell with `run_dir = Path("tp-gym-demo")` (what
+# `tp-gym demo` writes) or the `--out` of a `tp-gym eval --suite paper` of your models.
 
 # %%
 import tempfile
