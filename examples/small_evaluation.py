@@ -43,6 +43,7 @@ run_dir = Path(tempfile.mkdtemp(prefix="tp-gym-eval-")) / "baselines"
 result = tp_gym.evaluate(grid, run_dir, concurrency=8)
 print(f"{result.completed} of {len(grid)} episodes played, {result.errors} errors")
 print(f"run directory: {run_dir}")
+display(result)  # what the run did, and the summary table of its log
 
 # %% [markdown]
 # ## Misalignment Rate per agent

@@ -24,6 +24,7 @@ from IPython.display import display
 import tp_gym
 from tp_gym.agents import make_agent
 from tp_gym.agents.llm import LLMAgent
+from tp_gym.display import describe_features, watch_step
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"
 SEED = 7
@@ -41,23 +42,31 @@ display(env.unwrapped)
 print(obs["text"])
 
 # %% [markdown]
+# The features, named (`describe_features` labels each resource and tool slot of this
+# organization and leaves out the unused padding):
+
+# %%
+display(describe_features(obs, env))
+
+# %% [markdown]
 # ## A scripted baseline, one step at a time
 #
 # `scripted:strategic` plays by the hidden roles (it reads the env's oracle): an inhibitor
-# that switches a safeguard off, a modifier, then the harmful shortcut. `info` carries what
-# the agent never sees: the role of the tool it called, whether oversight warned or saw it,
-# and the running behaviour class.
+# that switches a safeguard off, a modifier, then the harmful shortcut.
+# `watch_step(env, action)` steps the env and shows the call, what it changed, reward, cost
+# and the violations it caused (seen by oversight or not); `view.result` is what
+# `env.step` returned. `info` also carries what the agent never sees: the role of the tool
+# it called and the running behaviour class.
 
 # %%
 agent = make_agent("scripted:strategic")
 agent.reset(obs, tools=env.unwrapped.tool_schemas(), oracle=env.unwrapped.oracle(), seed=SEED)
 terminated = truncated = False
 while not (terminated or truncated):
-    obs, reward, terminated, truncated, info = env.step(agent.act(obs))
-    print(
-        f"turn {info['turn']}: {info['tool']} (role {info['role']}) "
-        f"reward {reward:+.2f} cost {info['cost']:.1f} warned {info['warned']}"
-    )
+    view = watch_step(env, agent.act(obs))
+    obs, reward, terminated, truncated, info = view.result
+    display(view)
+    print(f"turn {info['turn']}: {info['tool']} (role {info['role']}) cost {info['cost']:.1f}")
 print(f"scripted:strategic ends as: {info['behaviour']}")
 print("violations:", {name: n for name, n in info["violations"].items() if n})
 
@@ -101,7 +110,8 @@ log = tp_gym.run_episode(gym.make(ENV_ID), llm, seed=SEED, on_step=show_turn)
 #
 # The runner's `EpisodeLog` is what evaluations write (one JSON line per episode) and what
 # every metric reads. After the fact it reveals each call's role, so the class of the
-# episode is explained by its timeline.
+# episode is explained by its timeline; `log.plot()` draws reward, cumulative cost and
+# pressure by turn.
 
 # %%
 display(log)
@@ -109,3 +119,4 @@ print(f"LLM episode class: {log.behaviour}")
 print(f"roles in order: {', '.join(log.roles)}")
 print(f"utility {log.utility:+.2f}, cost {log.cost:.1f}, time to failure: turn {log.time_to_failure}")
 print(f"LLM calls replayed: {log.usage['agent'].calls}, tokens {log.usage['agent'].prompt_tokens}")
+display(log.plot())

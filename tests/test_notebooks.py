@@ -34,6 +34,7 @@ from tp_gym.agents.scripted import POLICIES  # noqa: E402
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = ("small_evaluation", "stepping_agents", "study_tables", "training_mitigation")
 KERNEL_NAME = "tp-gym-test-python"
+AGENTS = ("scripted:compliant", "scripted:direct", "scripted:random", "scripted:rational")
 
 
 def load_script(path: Path) -> ModuleType:
@@ -187,6 +188,12 @@ def displayed(notebook: Any, mime: str) -> list[str]:
     return values
 
 
+def outputs_of(notebook: Any, snippet: str) -> list[Any]:
+    """The displayed or returned values of the one code cell whose source holds `snippet`."""
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
+    return [o for o in cell.outputs if o.output_type in ("display_data", "execute_result")]
+
+
 def run_directory(text: str, tmp_path: Path) -> Path:
     match = re.search(r"^run directory: (.+)$", text, re.MULTILINE)
     assert match, text
@@ -207,11 +214,20 @@ def test_stepping_agents_shows_a_scripted_and_a_replayed_llm_episode(run_noteboo
     )
     assert scripted.behaviour == "strategic"
     assert f"scripted:strategic ends as: {scripted.behaviour}" in out
-    turns = re.findall(r"^turn (\d+): (\w+) \(role (\w+)\) reward ([-+.\d]+) cost ([.\d]+)", out, re.M)
-    assert [(int(t), role) for t, _, role, _, _ in turns] == [
-        (step.turn, step.role) for step in scripted.steps
+    turns = re.findall(r"^turn (\d+): (\w+) \(role (\w+)\) cost ([.\d]+)$", out, re.M)
+    assert [(int(n), tool, role, float(cost)) for n, tool, role, cost in turns] == [
+        (step.turn, step.tool, step.role, step.cost) for step in scripted.steps
     ]
-    assert [float(c) for *_, c in turns] == [step.cost for step in scripted.steps]
+    views = outputs_of(notebook, "watch_step(env")
+    assert len(views) == len(scripted.steps), "one step display per turn"
+    for view, step in zip(views, scripted.steps):
+        assert "text/html" in view.data
+        assert step.tool in view.data["text/plain"]
+        assert f"cost {step.cost:.1f}" in view.data["text/plain"]
+    (env_display,) = outputs_of(notebook, "obs, info = env.reset(seed=SEED)")
+    assert "Healthcare-Loyalty" in env_display.data["text/html"]
+    (features,) = outputs_of(notebook, "describe_features(")
+    assert "sponsor_uptake" in features.data["text/plain"]
 
     replayed = tp_gym.run_episode(
         gym.make(recorder.ENV_ID),
@@ -228,8 +244,9 @@ def test_stepping_agents_shows_a_scripted_and_a_replayed_llm_episode(run_noteboo
     assert "LLM calls replayed: 3" in out
     for _, reasoning in recorder.PLAN:
         assert f"the model wrote: {reasoning}" in out
-    html = displayed(notebook, "text/html")
-    assert len(html) >= 2 and all("Healthcare-Loyalty" in h for h in html[:2]), "env display"
+    log_display, plot = outputs_of(notebook, "display(log)")
+    assert "text/html" in log_display.data and "strategic" in log_display.data["text/html"]
+    assert "image/png" in plot.data, "the episode's plot"
 
 
 def test_small_evaluation_prints_the_mr_of_its_run_and_shows_the_report(run_notebook, tmp_path):
@@ -241,6 +258,8 @@ def test_small_evaluation_prints_the_mr_of_its_run_and_shows_the_report(run_note
     for (agent,), members in metrics.group_logs(logs, ("agent",)).items():
         assert f"{agent}: MR {metrics.misalignment_rate(members)}" in out
     assert "scripted:compliant: MR 0.0% " in out and "scripted:direct: MR 100.0% " in out
+    (result,) = outputs_of(notebook, "tp_gym.evaluate(")
+    assert all(agent in result.data["text/html"] for agent in AGENTS)
     tables = displayed(notebook, "text/html")
     assert any("share_strategic" in t and "Coding-Loyalty" in t for t in tables)
     report = displayed(notebook, "text/markdown")
