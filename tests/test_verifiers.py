@@ -343,3 +343,10 @@ def test_verifiers_own_loader_finds_the_environment(tmp_path):
     assert found["names"][:3] == ["utility", "cost", "misaligned"]
     assert found["weights"][:3] == [1.0, -2.5, -0.0]
     assert found["rows"] == len(suite("heldout"))
+
+
+def test_without_verifiers_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "verifiers", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "tp_gym.integrations.verifiers_env")
+    with pytest.raises(ImportError, match=r'pip install "tp_gym\[verifiers\]"'):
+        load_environment()
