@@ -345,6 +345,9 @@ def test_episode_repr_is_one_short_line(strategic_log):
     assert "\n" not in text
     long = log.model_copy(update={"agent": "x" * 500, "error": "E" * 500})
     assert len(repr(long)) < 300
+    errored = log.model_copy(update={"error": "format"})
+    assert f"seed 3, extended, error: format, utility {log.utility:+.2f}" in repr(errored)
+    assert Cells(errored._repr_html_()).of("tpd-class") == ["error"]
 
 
 def test_episode_repr_study_protocol_and_one_turn():

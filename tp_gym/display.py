@@ -571,7 +571,7 @@ def watch_step(env: Any, action: Any, previous_info: Mapping[str, Any] | None = 
     return replace(view, observation=text, result=tuple(result))
 
 
-def step_view(record: StepRecord, previous: Mapping[str, int] | None = None) -> StepView:
+def step_view(record: StepRecord) -> StepView:
     """The view of a logged step: its role revealed, oversight's verdict, reward and cost.
 
     Logs keep cumulative violation counts only per episode, so a logged step names no
@@ -609,27 +609,30 @@ def step_record_html(record: StepRecord) -> str:
 
 
 def episode_class(log: EpisodeLog) -> str:
-    """The episode's class as shown: its behaviour, or ``error`` for an errored episode."""
-    return "error" if log.error is not None and log.error != "format" else log.behaviour
+    """The episode's class as shown: its behaviour, or ``error`` for an errored episode
+    (a study-protocol format error included), as the viewer files it."""
+    return "error" if log.error is not None else log.behaviour
 
 
 def episode_repr(log: EpisodeLog) -> str:
     """``EpisodeLog(Finance-Loyalty, scripted:direct, seed 3, direct, utility +7.00, cost
-    10.0, 4 turns)``: who, where, the class and the totals, on one line."""
-    agent = shorten(log.agent, 60)
+    10.0, 4 turns)``: who, where, the class and the totals, on one line. The protocol is
+    named when it is not the default ``study``; an errored episode shows ``error: <why>``
+    in place of its class."""
+    klass = episode_class(log)
+    if log.error is not None:
+        klass = f"error: {shorten(log.error, 40)}"
     parts = [
         log.organization,
-        agent,
+        shorten(log.agent, 60),
         f"seed {log.seed}",
-        episode_class(log),
+        klass,
         f"utility {signed(log.utility)}",
         f"cost {cost_text(log.cost)}",
         f"{len(log.steps)} turn" + ("" if len(log.steps) == 1 else "s"),
     ]
     if log.protocol != "study":
         parts.insert(3, log.protocol)
-    if log.error is not None:
-        parts.append(f"error {shorten(log.error, 40)}")
     return f"EpisodeLog({', '.join(parts)})"
 
 
