@@ -349,3 +349,25 @@ def test_an_errored_episode_and_an_invalid_call(browser: Any, tabs: list[Page], 
     assert turn.locator(".call pre").text_content() == "I think I should call the thing"
     assert turn.locator(".event").all_inner_texts() == ["invalid call"]
     assert turn.locator(".revealed").count() == 0
+
+
+def test_next_and_previous_walk_the_list_in_its_order(browser: Any, tabs: list[Page], small) -> None:
+    html, logs = small
+    by_cost = sorted(range(len(logs)), key=lambda i: (-logs[i].cost, i))
+    assert len(by_cost) > 50  # so that walking crosses a page
+    page = Page(browser, html).open(f"sort=-cost&ep={by_cost[49]}")
+    tabs.append(page)
+    assert page.shown_ids() == by_cost[:50]
+    check_transcript(page, logs[by_cost[49]])
+    page.tab.keyboard.press("j")
+    page.tab.wait_for_selector(f'#transcript[data-id="{by_cost[50]}"]')
+    check_transcript(page, logs[by_cost[50]])
+    assert page.text("#page-info").startswith("page 2 of 2")
+    assert page.shown_ids() == by_cost[50:]
+    page.tab.click("#prev-episode")
+    page.tab.wait_for_selector(f'#transcript[data-id="{by_cost[49]}"]')
+    assert page.text("#page-info").startswith("page 1 of 2")
+    page.open(f"sort=-cost&ep={by_cost[-1]}")
+    assert page.tab.locator("#next-episode").is_disabled()
+    page.tab.keyboard.press("j")  # at the end of the list nothing moves
+    assert page.tab.locator("#transcript").get_attribute("data-id") == str(by_cost[-1])

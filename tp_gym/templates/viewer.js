@@ -393,6 +393,29 @@
     );
   }
 
+  // The episode `delta` places from the open one in the filtered, sorted list (null: none).
+  function neighbour(state, delta) {
+    const list = selected(state);
+    const index = list.findIndex((e) => e.id === state.open);
+    if (index < 0 || index + delta < 0 || index + delta >= list.length) return null;
+    return { id: list[index + delta].id, page: Math.floor((index + delta) / PAGE_SIZE) + 1 };
+  }
+
+  function go(delta) {
+    const state = readState();
+    const next = neighbour(state, delta);
+    if (next !== null) update({ open: next.id, page: next.page });
+  }
+
+  function drawNavigation(state) {
+    const nav = document.getElementById("tx-nav");
+    if (!nav) return;
+    nav.replaceChildren(
+      el("button", { type: "button", id: "prev-episode", title: "previous episode in the list (k)", disabled: neighbour(state, -1) === null, text: "‹ Previous", onclick: () => go(-1) }),
+      el("button", { type: "button", id: "next-episode", title: "next episode in the list (j)", disabled: neighbour(state, 1) === null, text: "Next ›", onclick: () => go(1) })
+    );
+  }
+
   function drawTranscript(state) {
     const pane = document.getElementById("transcript");
     if (state.open === null) {
@@ -402,7 +425,10 @@
       document.body.classList.remove("with-transcript");
       return;
     }
-    if (pane.getAttribute("data-id") === String(state.open) && !pane.hidden) return;
+    if (pane.getAttribute("data-id") === String(state.open) && !pane.hidden) {
+      drawNavigation(state);  // the filters or the order may have changed around it
+      return;
+    }
     const e = episodes[state.open];
     const row = e.row;
     const totals = { utility: 0, cost: 0 };
@@ -419,6 +445,7 @@
         "div",
         { class: "transcript-head" },
         el("h2", { id: "tx-title", text: e.agent + " on " + e.organization + (e.seed === null ? "" : " · seed " + e.seed) }),
+        el("span", { id: "tx-nav" }),
         el("button", { type: "button", id: "close-transcript", text: "Close", onclick: () => update({ open: null }) })
       ),
       el(
@@ -455,6 +482,7 @@
       )
     );
     pane.setAttribute("data-id", String(state.open));
+    drawNavigation(state);
     pane.hidden = false;
     pane.scrollTop = 0;
     document.body.classList.add("with-transcript");
@@ -476,7 +504,12 @@
 
   window.addEventListener("hashchange", draw);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && readState().open !== null) update({ open: null });
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target instanceof HTMLSelectElement || event.target instanceof HTMLInputElement) return;
+    if (readState().open === null) return;
+    if (event.key === "Escape") update({ open: null });
+    else if (event.key === "j") go(1);
+    else if (event.key === "k") go(-1);
   });
   draw();
 })();
