@@ -465,7 +465,7 @@
         fact("environment", e.env_id + " (" + e.protocol + " protocol)"),
         fact("variables", setting),
         usage.length ? fact("LLM usage", usage.join("; ")) : null,
-        error === null ? null : fact("error", S[error], "tx-error")
+        error === null ? null : fact("error", S[error] === "format" ? "format: the reply held no readable tool call (study protocol; counted apart from other errors)" : S[error], "tx-error")
       ),
       el(
         "details",
