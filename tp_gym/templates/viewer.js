@@ -49,6 +49,7 @@
       turns: row[EF.turns],
     };
   });
+  episodes.forEach((e) => { e.setting = changedFromBaseline(e).join(" ") || "baseline"; });
 
   // Filters: fixed ones, then every variable that takes more than one value in this run.
   const FILTERS = [
@@ -99,7 +100,7 @@
     {
       key: "setting",
       label: "Setting",
-      get: (e) => changedFromBaseline(e).join(" ") || "baseline",
+      get: (e) => e.setting,
     },
     { key: "class", label: "Class", get: (e) => e.class },
     { key: "outcome", label: "Outcome", get: (e) => e.outcome },
@@ -308,7 +309,7 @@
         el("td", { class: "col-agent", text: e.agent }),
         el("td", { class: "col-organization", text: e.organization }),
         el("td", { class: "num col-seed", text: e.seed === null ? "–" : String(e.seed) }),
-        el("td", { class: "setting col-setting", text: COLUMNS[4].get(e) }),
+        el("td", { class: "setting col-setting", text: e.setting }),
         el("td", { class: "col-class" }, classBadge(e.class)),
         el("td", { class: "col-outcome", text: e.outcome }),
         el("td", { class: "num utility col-utility", text: num(e.utility) }),
