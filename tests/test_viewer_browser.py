@@ -221,6 +221,11 @@ def test_filter_then_open_an_episode(browser: Any, tabs: list[Page], small) -> N
     assert page.count() == len(wanted) == 8
     assert page.shown_ids() == wanted
     assert "agent=scripted%3Astrategic" in page.tab.url
+    # the setting column names what differs from the baseline (feedback=medium)
+    assert set(page.tab.locator("td.col-setting").all_inner_texts()) == {"feedback=low"}
+    page.tab.select_option("#filter-var-feedback", "medium")
+    assert set(page.tab.locator("td.col-setting").all_inner_texts()) == {"baseline"}
+    page.tab.select_option("#filter-var-feedback", "low")
 
     page.tab.select_option("#filter-class", "strategic")
     strategic = [i for i in wanted if logs[i].behaviour == "strategic"]
