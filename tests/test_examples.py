@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +21,15 @@ def required_modules(script: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
-def test_example_runs(script):
+def test_example_runs(script, tmp_path):
     for module in required_modules(script):
         pytest.importorskip(module, reason=f"{script.name} needs an optional extra")
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # examples' temp run dirs go away with it
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip()
