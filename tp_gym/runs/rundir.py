@@ -253,8 +253,9 @@ class GroupCommit:
 
 OUR_MARK = "tp_gym"
 """The key every invocation in a manifest of ours carries (tp_gym's version)."""
-REPORT_OUTPUTS = ("report.md", "summary.csv", "*.png")
-"""What `tp-gym report` writes into a run directory (names and the plots' pattern)."""
+REPORT_OUTPUTS = ("report.md", "summary.csv", "mitigations.csv", "view.html", "*.png")
+"""What `tp-gym report` writes into a run directory (names and the plots' pattern), the
+transcript viewer included."""
 
 
 class RunDirError(Exception):
