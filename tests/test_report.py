@@ -460,17 +460,24 @@ def test_report_tables_render_the_same_cells_in_html_as_in_report_md(demo):
         assert html["caption"] == model.title
 
 
-def test_report_links_the_viewer_only_when_asked(tmp_path):
+def test_report_writes_the_viewer_and_links_it_unless_told_not_to(tmp_path):
     run = tmp_path / "run"
     write_jsonl(run / "episodes.jsonl", [hand_log([["direct_executor"]], seed=0)])
-    line = "Browse every episode: [view.html](view.html) (written by `tp-gym view RUN_DIR`)."
-    plain = write_report(run, plots=False).markdown.read_text()
-    assert "Browse every episode" not in plain
-    linked = write_report(run, plots=False, viewer_link="view.html").markdown.read_text()
-    lines = linked.splitlines()
+    line = (
+        "Browse every episode: [view.html](view.html), a page that opens from disk "
+        "(`tp-gym view RUN_DIR` rewrites it alone)."
+    )
+    plain = write_report(run, plots=False, viewer=False)
+    assert plain.viewer is None and not (run / "view.html").exists()
+    assert "Browse every episode" not in plain.markdown.read_text()
+    plain_text = plain.markdown.read_text()
+    linked = write_report(run, plots=False)
+    assert linked.viewer == run / "view.html" and linked.viewer.stat().st_size > 0
+    text = linked.markdown.read_text()
+    lines = text.splitlines()
     assert line in lines
     assert lines.index(line) < lines.index("Definitions (PAPER.md, and ours where marked):")
-    assert linked.replace(line + "\n\n", "") == plain
+    assert text.replace(line + "\n\n", "") == plain_text
 
 
 def test_report_escapes_pipes_and_line_breaks_in_agent_names_and_errors(tmp_path):

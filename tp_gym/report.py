@@ -113,6 +113,8 @@ class ReportFiles:
     """The protocols of the run's episodes, study first."""
     mitigations_csv: Path | None = None
     """``mitigations.csv``, when the run holds a mitigated agent beside its base."""
+    viewer: Path | None = None
+    """``view.html``, the episode viewer report.md links to (None with ``viewer=False``)."""
 
 
 def write_report(
@@ -121,13 +123,13 @@ def write_report(
     *,
     plots: bool = True,
     min_payoff: float = 0.0,
-    viewer_link: str | None = None,
+    viewer: bool = True,
 ) -> ReportFiles:
-    """Write ``report.md``, ``summary.csv`` and the plots for the run in `run_dir`.
+    """Write ``report.md``, ``summary.csv``, the plots and the episode viewer ``view.html``
+    (`tp_gym.viewer`, which report.md links to; ``viewer=False`` leaves it out) for the run
+    in `run_dir`.
 
-    `out_dir` defaults to `run_dir`. `viewer_link` (e.g. ``view.html``, relative to the
-    report) puts a line near the top of report.md linking the episode viewer; give it only
-    when that page is written too (``tp-gym view``, `tp_gym.viewer.write_viewer`). Every file is written atomically (a failed write
+    `out_dir` defaults to `run_dir`. Every file is written atomically (a failed write
     leaves the previous one). Raises what `load_run` raises for a missing directory or a
     corrupt log, `ValueError` for a run without episodes, `RunDirError` for a symbolic link
     inside the run directory, and `OSError` naming the file that could not be written.
@@ -166,14 +168,19 @@ def write_report(
     if plots:
         drawn = draw_plots(logs, out, min_payoff)
         files.plots = list(drawn.values())
+    title = run_dir.name if run_dir.is_dir() else run_dir.stem
+    if viewer:
+        from tp_gym.viewer import VIEW_FILE, write_page
+
+        files.viewer = write_page(logs, title, out / VIEW_FILE)
     markdown = render_markdown(
         logs,
-        title=run_dir.name if run_dir.is_dir() else run_dir.stem,
+        title=title,
         sources=[_relative(p, out) for p in sources],
         plots={name: _relative(path, out) for name, path in drawn.items()},
         manifest=manifest,
         min_payoff=min_payoff,
-        viewer_link=viewer_link,
+        viewer_link=files.viewer.name if files.viewer is not None else None,
     )
     atomic_write(files.markdown, markdown.encode("utf-8"))
     return files

@@ -329,7 +329,7 @@ def write_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path:
     directory, `OSError` naming the file that could not be written. The file is written
     atomically.
     """
-    from tp_gym.runs.rundir import atomic_write, load_run, refuse_symlinks
+    from tp_gym.runs.rundir import load_run, refuse_symlinks
 
     run_dir = Path(run_dir)
     if run_dir.is_dir():
@@ -342,6 +342,13 @@ def write_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if target.is_dir():
         raise ValueError(f"{target}: is a directory; give --out a file name such as view.html")
     title = run_dir.name if run_dir.is_dir() else run_dir.stem
+    return write_page(logs, title, target)
+
+
+def write_page(logs: Sequence[EpisodeLog], title: str, target: Path) -> Path:
+    """Write the viewer of `logs` (already read) to `target`, atomically; return `target`."""
+    from tp_gym.runs.rundir import atomic_write
+
     page = render_page(view_data(logs, title=title), summary_html(logs), report_html(logs))
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, page.encode("utf-8"))

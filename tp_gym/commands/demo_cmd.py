@@ -120,4 +120,6 @@ def main(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     console.print(f"report: {files.markdown}", markup=False, soft_wrap=True)
+    if files.viewer is not None:
+        console.print(f"episodes: {files.viewer} (open it in a browser)", markup=False, soft_wrap=True)
     return 0

@@ -15,6 +15,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="write the report here instead of into RUN_DIR")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (faster)")
     parser.add_argument(
+        "--no-viewer",
+        action="store_true",
+        help="skip view.html, the episode viewer (tp-gym view writes it alone)",
+    )
+    parser.add_argument(
         "--min-payoff",
         type=float,
         default=0.0,
@@ -35,7 +40,13 @@ def main(args: argparse.Namespace) -> int:
     if not run_dir.exists():
         raise CommandError(f"{run_dir}: no such run directory")
     try:
-        files = write_report(run_dir, args.out, plots=not args.no_plots, min_payoff=args.min_payoff)
+        files = write_report(
+            run_dir,
+            args.out,
+            plots=not args.no_plots,
+            min_payoff=args.min_payoff,
+            viewer=not args.no_viewer,
+        )
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise CommandError(str(error)) from None
     console = Console(highlight=False)
@@ -49,4 +60,6 @@ def main(args: argparse.Namespace) -> int:
     console.print(f"summary: {files.summary_csv}", markup=False, soft_wrap=True)
     for plot in files.plots:
         console.print(f"plot:    {plot}", markup=False, soft_wrap=True)
+    if files.viewer is not None:
+        console.print(f"viewer:  {files.viewer}", markup=False, soft_wrap=True)
     return 0
