@@ -96,8 +96,10 @@ def table(markdown: str, heading: str) -> list[list[str]]:
 
 def test_demo_writes_report_summary_and_plots_in_well_under_a_minute(demo):
     out, raw, stdout = demo
-    assert stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
-    for name in ("report.md", "summary.csv", *PLOTS):
+    *_, viewer, report = stdout.strip().splitlines()
+    assert report == f"report: {out / 'report.md'}"
+    assert viewer == f"viewer: {out / 'view.html'} (every episode, in a browser)"
+    for name in ("report.md", "summary.csv", "view.html", *PLOTS):
         assert (out / name).is_file(), name
     for name in PLOTS:
         data = (out / name).read_bytes()

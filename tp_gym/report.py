@@ -134,14 +134,11 @@ def write_report(
     corrupt log, `ValueError` for a run without episodes, `RunDirError` for a symbolic link
     inside the run directory, and `OSError` naming the file that could not be written.
     """
-    from tp_gym.runs.evaluation import MANIFEST_FILE, episode_files, load_run
+    from tp_gym.runs.evaluation import MANIFEST_FILE, episode_files
+    from tp_gym.runs.rundir import load_run_to_report
 
     run_dir = Path(run_dir)
-    if run_dir.is_dir():
-        refuse_symlinks(run_dir)
-    logs = load_run(run_dir)
-    if not logs:
-        raise ValueError(f"{run_dir}: the run has no episodes yet")
+    logs = load_run_to_report(run_dir)
     out = (
         Path(out_dir) if out_dir is not None else (run_dir if run_dir.is_dir() else run_dir.parent)
     )

@@ -329,14 +329,10 @@ def write_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path:
     directory, `OSError` naming the file that could not be written. The file is written
     atomically.
     """
-    from tp_gym.runs.rundir import load_run, refuse_symlinks
+    from tp_gym.runs.rundir import load_run_to_report
 
     run_dir = Path(run_dir)
-    if run_dir.is_dir():
-        refuse_symlinks(run_dir)
-    logs = load_run(run_dir)
-    if not logs:
-        raise ValueError(f"{run_dir}: the run has no episodes yet")
+    logs = load_run_to_report(run_dir)
     home = run_dir if run_dir.is_dir() else run_dir.parent
     target = Path(out) if out is not None else home / VIEW_FILE
     if target.is_dir():

@@ -119,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
         markup=False,
         soft_wrap=True,
     )
-    console.print(f"report: {files.markdown}", markup=False, soft_wrap=True)
     if files.viewer is not None:
-        console.print(f"episodes: {files.viewer} (open it in a browser)", markup=False, soft_wrap=True)
+        console.print(f"viewer: {files.viewer} (every episode, in a browser)", markup=False, soft_wrap=True)
+    console.print(f"report: {files.markdown}", markup=False, soft_wrap=True)
     return 0

@@ -52,6 +52,19 @@ def episode_files(run_dir: str | Path) -> list[Path]:
     return files + sorted(p for p in run_dir.glob(SHARD_PATTERN) if p.is_file())
 
 
+def load_run_to_report(run: str | Path) -> list[EpisodeLog]:
+    """The episodes `tp-gym report` and `tp-gym view` read: `load_run`, after refusing a
+    symbolic link inside a run directory (`RunDirError`), and a `ValueError` for a run
+    without episodes yet."""
+    run = Path(run)
+    if run.is_dir():
+        refuse_symlinks(run)
+    logs = load_run(run)
+    if not logs:
+        raise ValueError(f"{run}: the run has no episodes yet")
+    return logs
+
+
 def load_run(run: str | Path) -> list[EpisodeLog]:
     """Every episode of a run directory (or of one JSONL file), strictly.
 
