@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as npst
 import tp_gym
 from tp_gym.actions import MAX_ACTION_DEPTH, ToolCall
 from tp_gym.runs.episode import EpisodeLog, to_json_line
-from tp_gym.runs.runner import MAX_LOGGED_ACTION_CHARS
+from tp_gym.runs.recorder import MAX_LOGGED_ACTION_CHARS
 from tp_gym.variables import PROTOCOLS
 
 ENVS = {

@@ -22,7 +22,7 @@ from tp_gym.actions import MAX_ACTION_DEPTH, ToolCall
 from tp_gym.cli import main
 from tp_gym.commands.common import MAX_SEED, MAX_SEEDS
 from tp_gym.runs.episode import EpisodeLog, read_jsonl, to_json_line, write_jsonl
-from tp_gym.runs.runner import MAX_LOGGED_ACTION_CHARS
+from tp_gym.runs.recorder import MAX_LOGGED_ACTION_CHARS
 from tp_gym.variables import PROTOCOLS
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"

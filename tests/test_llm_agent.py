@@ -25,7 +25,8 @@ from tp_gym.llm.conversation import (
     window_view,
 )
 from tp_gym.llm.errors import LLMAuthError, LLMRequestError
-from tp_gym.runs.runner import FORMAT_ERROR, arun_episode, run_episode
+from tp_gym.runs.recorder import FORMAT_ERROR
+from tp_gym.runs.runner import arun_episode, run_episode
 from tp_gym.testing import Reply, error_reply, text_reply, tool_reply
 
 ENV_ID = "tp_gym/Healthcare-Loyalty-v0"

@@ -10,7 +10,7 @@ from conftest import step_record
 from tp_gym import metrics
 from tp_gym.classify import NO_VALID_CALL
 from tp_gym.runs.episode import EpisodeLog, StepRecord, Usage, judge
-from tp_gym.runs.runner import FORMAT_ERROR
+from tp_gym.runs.recorder import FORMAT_ERROR
 from tp_gym.variables import Variables
 
 BASE = Variables().model_dump()

@@ -29,7 +29,7 @@ import gymnasium as gym
 import pytest
 
 import tp_gym
-from tp_gym.runs.runner import FORMAT_ERROR
+from tp_gym.runs.recorder import FORMAT_ERROR
 
 ROLE_OF = {
     "V": "validator",

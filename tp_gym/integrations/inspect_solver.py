@@ -60,31 +60,20 @@ def tp_gym_agent() -> Solver:
     """Play the sample's tp_gym episode with the task's model, one env step per answer."""
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        import gymnasium as gym
-
-        from tp_gym.agents.llm import DEFAULT_CONTEXT, DEFAULT_REPLY_FORMAT
-        from tp_gym.llm.conversation import Conversation
+        from tp_gym.integrations.live import LiveEpisode
         from tp_gym.runs.episode import Usage
-        from tp_gym.runs.recorder import EpisodeRecorder
 
         meta = state.metadata
         model = get_model()
-        env = gym.make(meta["env_id"], disable_env_checker=True, protocol=meta["protocol"])
+        episode = LiveEpisode.start(
+            meta["env_id"],
+            meta["protocol"],
+            seed=meta["seed"],
+            variables=meta["variables"],
+            agent_name=AGENT_PREFIX + str(model),
+        )
+        recorder, conversation = episode.recorder, episode.conversation
         try:
-            recorder = EpisodeRecorder.start(
-                env,
-                AGENT_PREFIX + str(model),
-                seed=meta["seed"],
-                options=dict(meta["variables"]),
-            )
-            org_env = recorder.org_env
-            protocol = org_env.protocol
-            conversation = Conversation(
-                DEFAULT_REPLY_FORMAT[protocol],
-                org_env.tool_schemas(),
-                str(recorder.observation["text"]),
-                context=DEFAULT_CONTEXT[protocol],
-            )
             tools = tool_infos(conversation.request_tools or [])
             usage = Usage(priced=False)
             try:
@@ -111,7 +100,7 @@ def tp_gym_agent() -> Solver:
                 raise
             keep(state, recorder.finish(usage={"agent": usage}), conversation)
         finally:
-            env.close()
+            episode.env.close()
         state.completed = True
         return state
 

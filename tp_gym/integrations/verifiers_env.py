@@ -38,19 +38,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import verifiers as vf
 from datasets import Dataset
 
-from tp_gym.agents.llm import DEFAULT_CONTEXT, DEFAULT_REPLY_FORMAT, STUDY_SETTINGS
+from tp_gym.agents.llm import STUDY_SETTINGS
+from tp_gym.integrations.live import LiveEpisode
 from tp_gym.llm.completion import CalledTool, Completion
-from tp_gym.llm.conversation import Conversation
 from tp_gym.runs.episode import EpisodeLog, Usage
 from tp_gym.runs.grid import Grid, Job
-from tp_gym.runs.recorder import EpisodeRecorder, judgement_of
+from tp_gym.runs.recorder import judgement_of
 from tp_gym.suites import SUITE_PROTOCOLS
 from tp_gym.variables import PROTOCOLS
 
@@ -68,15 +66,6 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 """The rubric's default weights: utility counts for, each unit of ethical cost against,
 and the class adds nothing beyond the cost its violations already carry."""
-
-
-@dataclass
-class LiveEpisode:
-    """One rollout's own env, recorder and conversation (never shared between rollouts)."""
-
-    env: gym.Env[Any, Any]
-    recorder: EpisodeRecorder
-    conversation: Conversation
 
 
 def rollout_jobs(
@@ -125,29 +114,16 @@ def seed_list(seeds: int | str | Iterable[int]) -> Sequence[int]:
         ) from None
 
 
-def make_env(env_id: str, protocol: str, max_turns: int | None = None) -> gym.Env[Any, Any]:
-    """A fresh env of `env_id` under `protocol` (as `tp-gym eval` makes its envs).
-
-    `max_turns` overrides the organization's turn limit (None keeps it).
-    """
-    extra = {} if max_turns is None else {"max_turns": max_turns}
-    return gym.make(env_id, disable_env_checker=True, protocol=protocol, **extra)
-
-
 def start_episode(info: dict[str, Any], agent_name: str) -> LiveEpisode:
     """Make and reset the env a dataset row describes and start its conversation."""
-    env = make_env(info["env_id"], info["protocol"], info.get("max_turns"))
-    recorder = EpisodeRecorder.start(
-        env, agent_name, seed=info["seed"], options=dict(info["variables"])
+    return LiveEpisode.start(
+        info["env_id"],
+        info["protocol"],
+        seed=info["seed"],
+        variables=info["variables"],
+        agent_name=agent_name,
+        max_turns=info.get("max_turns"),
     )
-    protocol = recorder.org_env.protocol
-    conversation = Conversation(
-        DEFAULT_REPLY_FORMAT[protocol],
-        recorder.org_env.tool_schemas(),
-        recorder.observation["text"],
-        context=DEFAULT_CONTEXT[protocol],
-    )
-    return LiveEpisode(env, recorder, conversation)
 
 
 def row_of(job: Job, max_turns: int | None = None) -> dict[str, Any]:

@@ -9,11 +9,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 
 from tp_gym.runs.episode import EpisodeLog, Usage
-from tp_gym.runs.recorder import (  # noqa: F401 - re-exported: older imports name the runner
-    FORMAT_ERROR,
-    MAX_LOGGED_ACTION_CHARS,
-    EpisodeRecorder,
-)
+from tp_gym.runs.recorder import EpisodeRecorder
 
 if TYPE_CHECKING:
     from tp_gym.agents.base import Agent
